@@ -1,0 +1,288 @@
+//! The `deepfeed` command line: parses arguments and calls the crates.
+mod bench;
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use deepfeed_model::backend::inference_device;
+use deepfeed_model::generate::{generate, GenerateOptions};
+use deepfeed_model::perplexity::{perplexity, read_documents, PerplexityOptions};
+use deepfeed_model::tiny::{write_tiny_model, TinySpec};
+use deepfeed_model::{Architecture, ChatMessage, Model};
+
+#[derive(Parser)]
+#[command(name = "deepfeed", version, about = "Feed your own data to a local DeepSeek-family model and make it yours")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a small random model in Hugging Face layout (for tests, demos and benchmarks)
+    InitTiny(InitTinyArgs),
+    /// Chat with a model using its chat template (interactive, or one-shot with --prompt)
+    Chat(ChatArgs),
+    /// Continue a raw text prompt (no chat template)
+    Generate(GenerateArgs),
+    /// Perplexity of a text or JSONL file under a model
+    Perplexity(PerplexityArgs),
+    /// Benchmarks (speed, with a peer on the same machine when available)
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Preset {
+    /// 2 layers, hidden 64
+    Tiny,
+    /// ~100M parameters: 14 layers, hidden 768
+    #[value(name = "100m")]
+    M100,
+}
+
+#[derive(Args)]
+struct InitTinyArgs {
+    /// llama, qwen2 or qwen3
+    #[arg(long, default_value = "llama")]
+    arch: String,
+    /// Directory to create (must not exist, or be empty)
+    #[arg(long)]
+    out: PathBuf,
+    /// A tokenizer.json to use (its tokenizer_config.json beside it is used too); default: a
+    /// built-in 500-token English+Chinese tokenizer with DeepSeek special tokens
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "tiny")]
+    preset: Preset,
+    #[arg(long)]
+    layers: Option<usize>,
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Tie the output head to the input embeddings
+    #[arg(long)]
+    tie_embeddings: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args, Clone)]
+struct GenArgs {
+    /// Most tokens to generate
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// 0 = greedy
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// 0 = off
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop when this text appears (repeatable)
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Hide DeepSeek-R1 <think>…</think> reasoning
+    #[arg(long)]
+    hide_think: bool,
+}
+
+impl GenArgs {
+    fn options(&self) -> GenerateOptions {
+        GenerateOptions {
+            max_new_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+            stop: self.stop.clone(),
+            stop_on_eos: true,
+            hide_think: self.hide_think,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    /// Model directory (config.json, *.safetensors, tokenizer.json)
+    #[arg(long)]
+    model: PathBuf,
+    /// One-shot: answer this and exit
+    #[arg(long)]
+    prompt: Option<String>,
+    /// System message
+    #[arg(long)]
+    system: Option<String>,
+    #[command(flatten)]
+    gen: GenArgs,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    prompt: String,
+    #[command(flatten)]
+    gen: GenArgs,
+}
+
+#[derive(Args)]
+struct PerplexityArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Plain text (one document) or JSONL (one document per line: text, input_text+target_text, or messages)
+    #[arg(long)]
+    data: PathBuf,
+    /// Tokens per window (default: model context, at most 1024)
+    #[arg(long)]
+    context: Option<usize>,
+    /// Step between windows (default: = context); smaller gives each token more left context
+    #[arg(long)]
+    stride: Option<usize>,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+fn load(dir: &PathBuf) -> Result<Model> {
+    Model::load(dir, &inference_device()).with_context(|| format!("cannot load model {}", dir.display()))
+}
+
+fn stream_print(s: &str) {
+    print!("{s}");
+    let _ = std::io::stdout().flush();
+}
+
+fn run_chat(args: ChatArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let opts = args.gen.options();
+    opts.validate()?;
+    let mut messages = Vec::new();
+    if let Some(s) = &args.system {
+        messages.push(ChatMessage::new("system", s));
+    }
+    let turn = |messages: &mut Vec<ChatMessage>, user: &str| -> Result<()> {
+        messages.push(ChatMessage::new("user", user));
+        let prompt = model.tokenizer.apply_chat_template(messages, true)?;
+        let ids = model.tokenizer.encode(&prompt, false)?;
+        let g = generate(&model, &ids, &opts, &mut stream_print)?;
+        println!();
+        messages.push(ChatMessage::new("assistant", &g.text));
+        Ok(())
+    };
+    if let Some(p) = &args.prompt {
+        return turn(&mut messages, p);
+    }
+    eprintln!("deepfeed chat — {} ({}); /reset clears the history, /exit or Ctrl-D quits", args.model.display(), model.config.architecture.hf_name());
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        match line.trim() {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                messages.retain(|m| m.role == "system");
+                eprintln!("(history cleared)");
+            }
+            user => turn(&mut messages, user)?,
+        }
+    }
+    Ok(())
+}
+
+fn run_generate(args: GenerateArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let ids = model.tokenizer.encode(&args.prompt, true)?;
+    let g = generate(&model, &ids, &args.gen.options(), &mut stream_print)?;
+    println!();
+    eprintln!(
+        "[{} prompt tokens, {} generated, {:.1} tok/s, finish: {:?}]",
+        g.prompt_tokens,
+        g.token_ids.len(),
+        g.token_ids.len() as f64 / g.decode_secs.max(1e-9),
+        g.finish_reason
+    );
+    Ok(())
+}
+
+fn run_perplexity(args: PerplexityArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let docs = read_documents(&model, &args.data)?;
+    let r = perplexity(&model, &docs, PerplexityOptions { context: args.context, stride: args.stride })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "documents {}  tokens {}  mean NLL {:.4}  perplexity {:.4}  (context {}, stride {})",
+            r.documents, r.tokens, r.mean_nll, r.perplexity, r.context, r.stride
+        );
+    }
+    Ok(())
+}
+
+fn run_init_tiny(args: InitTinyArgs) -> Result<()> {
+    let Some(arch) = Architecture::parse_cli(&args.arch) else {
+        bail!("--arch {:?}: expected llama, qwen2 or qwen3", args.arch);
+    };
+    let mut spec = match args.preset {
+        Preset::Tiny => TinySpec::tiny(arch),
+        Preset::M100 => TinySpec::m100(arch),
+    };
+    if let Some(l) = args.layers {
+        spec.num_hidden_layers = l;
+    }
+    if let Some(h) = args.hidden {
+        if h % spec.num_attention_heads != 0 {
+            bail!("--hidden {h}: must be a multiple of the {} attention heads", spec.num_attention_heads);
+        }
+        spec.hidden_size = h;
+        spec.intermediate_size = 2 * h;
+    }
+    spec.tie_word_embeddings = args.tie_embeddings;
+    spec.seed = args.seed;
+    spec.tokenizer = args.tokenizer;
+    write_tiny_model(&spec, &args.out)?;
+    let cfg = deepfeed_model::ModelConfig::from_dir(&args.out)?;
+    println!(
+        "wrote {} ({}, {} layers, hidden {}, vocab {}, {:.1}M parameters)",
+        args.out.display(),
+        arch.hf_name(),
+        cfg.num_hidden_layers,
+        cfg.hidden_size,
+        cfg.vocab_size,
+        cfg.num_parameters() as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn main() {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("internal error (a bug in deepfeed, please report it): {info}");
+    }));
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::InitTiny(a) => run_init_tiny(a),
+        Command::Chat(a) => run_chat(a),
+        Command::Generate(a) => run_generate(a),
+        Command::Perplexity(a) => run_perplexity(a),
+        Command::Bench { what } => bench::run(what),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

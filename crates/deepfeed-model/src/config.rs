@@ -1,0 +1,295 @@
+//! `config.json` of a Hugging Face model directory, resolved into one [`ModelConfig`].
+//!
+//! Field names follow transformers. Both the 4.x layout (`rope_theta` + `rope_scaling`) and the 5.x
+//! layout (`rope_parameters`) are understood.
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::error::{read_json, ModelError, Result};
+
+/// Architectures deepfeed can run, named as in `config.json`'s `architectures` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// `LlamaForCausalLM`: deepseek-llm, deepseek-coder, DeepSeek-R1-Distill-Llama.
+    Llama,
+    /// `Qwen2ForCausalLM`: DeepSeek-R1-Distill-Qwen (q/k/v projections carry biases).
+    Qwen2,
+    /// `Qwen3ForCausalLM`: RMSNorm on queries and keys per head.
+    Qwen3,
+}
+
+impl Architecture {
+    pub const SUPPORTED: &'static str = "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM";
+
+    pub fn from_hf_name(name: &str) -> Option<Self> {
+        match name {
+            "LlamaForCausalLM" => Some(Self::Llama),
+            "Qwen2ForCausalLM" => Some(Self::Qwen2),
+            "Qwen3ForCausalLM" => Some(Self::Qwen3),
+            _ => None,
+        }
+    }
+
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            Self::Llama => "LlamaForCausalLM",
+            Self::Qwen2 => "Qwen2ForCausalLM",
+            Self::Qwen3 => "Qwen3ForCausalLM",
+        }
+    }
+
+    /// The `model_type` field transformers writes for this architecture.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
+        }
+    }
+
+    pub fn parse_cli(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "llama" => Some(Self::Llama),
+            "qwen2" => Some(Self::Qwen2),
+            "qwen3" => Some(Self::Qwen3),
+            _ => None,
+        }
+    }
+}
+
+/// How rotary position frequencies are scaled for long context (`rope_scaling.rope_type`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor`.
+    Linear { factor: f64 },
+    /// NTK-aware scaling whose base grows once the sequence exceeds the original context.
+    Dynamic { factor: f64, original_max_position_embeddings: usize },
+    /// Llama 3.x: low frequencies divided by `factor`, high frequencies kept, smooth in between.
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: usize },
+}
+
+/// Everything the architectures need, resolved from `config.json`.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub rope_scaling: RopeScaling,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    /// Bias on q/k/v projections (Qwen2 always; Llama when `attention_bias`).
+    pub qkv_bias: bool,
+    /// Bias on o_proj (Llama `attention_bias` only).
+    pub o_bias: bool,
+    /// Bias on gate/up/down (Llama `mlp_bias`).
+    pub mlp_bias: bool,
+    /// Per-head RMSNorm on q and k before RoPE (Qwen3).
+    pub qk_norm: bool,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+    /// The raw JSON, kept so that a merged model can be written back unchanged.
+    pub raw: Map<String, Value>,
+}
+
+struct Fields<'a> {
+    path: &'a Path,
+    map: &'a Map<String, Value>,
+}
+
+impl Fields<'_> {
+    fn err(&self, field: &str, message: impl Into<String>) -> ModelError {
+        ModelError::Config { path: self.path.to_path_buf(), field: field.into(), message: message.into() }
+    }
+    fn opt_usize(&self, field: &str) -> Result<Option<usize>> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| self.err(field, format!("expected a non-negative integer, found {v}"))),
+        }
+    }
+    fn usize(&self, field: &str) -> Result<usize> {
+        let v = self.opt_usize(field)?.ok_or_else(|| self.err(field, "missing"))?;
+        if v == 0 {
+            return Err(self.err(field, "must be greater than 0"));
+        }
+        Ok(v)
+    }
+    fn opt_f64(&self, field: &str) -> Result<Option<f64>> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.err(field, format!("expected a number, found {v}"))),
+        }
+    }
+    fn bool_or(&self, field: &str, default: bool) -> Result<bool> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| self.err(field, format!("expected true/false, found {v}"))),
+        }
+    }
+    fn token_ids(&self, field: &str) -> Result<Vec<u32>> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => Ok(vec![]),
+            Some(Value::Number(n)) => Ok(vec![n.as_u64().ok_or_else(|| self.err(field, "expected a token id"))? as u32]),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_u64().map(|n| n as u32).ok_or_else(|| self.err(field, format!("expected token ids, found {v}"))))
+                .collect(),
+            Some(v) => Err(self.err(field, format!("expected a token id or a list of them, found {v}"))),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Reads `DIR/config.json`.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        if !path.is_file() {
+            return Err(ModelError::MissingFile {
+                dir: dir.to_path_buf(),
+                what: "config.json".into(),
+                expected: "a Hugging Face model directory: config.json, *.safetensors, tokenizer.json".into(),
+            });
+        }
+        let value: Value = read_json(&path)?;
+        Self::from_json(&path, value)
+    }
+
+    pub fn from_json(path: &Path, value: Value) -> Result<Self> {
+        let Value::Object(map) = value else {
+            return Err(ModelError::Config { path: path.into(), field: "(root)".into(), message: "expected a JSON object".into() });
+        };
+        let f = Fields { path, map: &map };
+        let names: Vec<String> = match map.get("architectures") {
+            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            _ => vec![],
+        };
+        let architecture = names
+            .iter()
+            .find_map(|n| Architecture::from_hf_name(n))
+            .ok_or_else(|| ModelError::UnknownArchitecture {
+                path: path.to_path_buf(),
+                found: names.clone(),
+                supported: Architecture::SUPPORTED.into(),
+            })?;
+
+        let hidden_size = f.usize("hidden_size")?;
+        let num_attention_heads = f.usize("num_attention_heads")?;
+        let num_key_value_heads = f.opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
+        if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
+            return Err(f.err(
+                "num_key_value_heads",
+                format!("{num_key_value_heads} does not divide num_attention_heads {num_attention_heads}"),
+            ));
+        }
+        let head_dim = match f.opt_usize("head_dim")? {
+            Some(d) => d,
+            None if hidden_size % num_attention_heads == 0 => hidden_size / num_attention_heads,
+            None => {
+                return Err(f.err("head_dim", format!("missing, and hidden_size {hidden_size} is not divisible by {num_attention_heads} heads")))
+            }
+        };
+        if head_dim % 2 != 0 {
+            return Err(f.err("head_dim", format!("must be even for rotary embeddings, found {head_dim}")));
+        }
+        if let Some(act) = map.get("hidden_act").and_then(|v| v.as_str()) {
+            if act != "silu" && act != "swish" {
+                return Err(f.err("hidden_act", format!("expected \"silu\", found {act:?}")));
+            }
+        }
+
+        // rope: transformers 5 nests everything in `rope_parameters`; 4.x has `rope_theta` + `rope_scaling`.
+        let rope_params = map.get("rope_parameters").and_then(|v| v.as_object());
+        let rope_theta = match rope_params.and_then(|p| p.get("rope_theta")).and_then(|v| v.as_f64()) {
+            Some(t) => t,
+            None => f.opt_f64("rope_theta")?.unwrap_or(10000.0),
+        };
+        let scaling_obj = rope_params.or_else(|| map.get("rope_scaling").and_then(|v| v.as_object()));
+        let max_position_embeddings = f.opt_usize("max_position_embeddings")?.unwrap_or(4096);
+        let rope_scaling = match scaling_obj {
+            None => RopeScaling::None,
+            Some(s) => parse_rope_scaling(&f, s, max_position_embeddings)?,
+        };
+
+        let (qkv_bias, o_bias, mlp_bias, qk_norm) = match architecture {
+            Architecture::Llama => {
+                let b = f.bool_or("attention_bias", false)?;
+                (b, b, f.bool_or("mlp_bias", false)?, false)
+            }
+            Architecture::Qwen2 => (true, false, false, false),
+            Architecture::Qwen3 => (f.bool_or("attention_bias", false)?, f.bool_or("attention_bias", false)?, false, true),
+        };
+
+        Ok(ModelConfig {
+            architecture,
+            vocab_size: f.usize("vocab_size")?,
+            hidden_size,
+            intermediate_size: f.usize("intermediate_size")?,
+            num_hidden_layers: f.usize("num_hidden_layers")?,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            rms_norm_eps: f.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings,
+            tie_word_embeddings: f.bool_or("tie_word_embeddings", false)?,
+            qkv_bias,
+            o_bias,
+            mlp_bias,
+            qk_norm,
+            bos_token_id: f.token_ids("bos_token_id")?.first().copied(),
+            eos_token_ids: f.token_ids("eos_token_id")?,
+            raw: map.clone(),
+        })
+    }
+
+    /// Number of parameters of the model described (embedding counted once when tied).
+    pub fn num_parameters(&self) -> usize {
+        let (h, i, d) = (self.hidden_size, self.intermediate_size, self.head_dim);
+        let q = self.num_attention_heads * d;
+        let kv = self.num_key_value_heads * d;
+        let mut layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
+        if self.qkv_bias {
+            layer += q + 2 * kv;
+        }
+        if self.qk_norm {
+            layer += 2 * d;
+        }
+        let embed = self.vocab_size * h;
+        let head = if self.tie_word_embeddings { 0 } else { embed };
+        embed + head + h + self.num_hidden_layers * layer
+    }
+}
+
+fn parse_rope_scaling(f: &Fields, s: &Map<String, Value>, max_pos: usize) -> Result<RopeScaling> {
+    let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(|v| v.as_str()).unwrap_or("default");
+    let num = |k: &str| s.get(k).and_then(|v| v.as_f64());
+    let factor = || num("factor").ok_or_else(|| f.err("rope_scaling.factor", format!("missing for rope_type {kind:?}")));
+    let original = num("original_max_position_embeddings").map(|v| v as usize).unwrap_or(max_pos);
+    Ok(match kind {
+        "default" => RopeScaling::None,
+        "linear" => RopeScaling::Linear { factor: factor()? },
+        "dynamic" => RopeScaling::Dynamic { factor: factor()?, original_max_position_embeddings: original },
+        "llama3" => RopeScaling::Llama3 {
+            factor: factor()?,
+            low_freq_factor: num("low_freq_factor").unwrap_or(1.0),
+            high_freq_factor: num("high_freq_factor").unwrap_or(4.0),
+            original_max_position_embeddings: original,
+        },
+        other => {
+            return Err(f.err("rope_scaling.rope_type", format!("{other:?} is not supported (default, linear, dynamic, llama3)")))
+        }
+    })
+}
+

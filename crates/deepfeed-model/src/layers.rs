@@ -1,0 +1,189 @@
+//! Building blocks shared by the architectures: linear projections in Hugging Face layout,
+//! RMSNorm, rotary position embeddings and the causal mask. Each mirrors its transformers
+//! counterpart (`nn.Linear`, `LlamaRMSNorm`, `LlamaRotaryEmbedding`, `apply_rotary_pos_emb`).
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::config::{ModelConfig, RopeScaling};
+use crate::error::Result;
+use crate::weights::WeightFiles;
+
+/// `y = x Wᵀ + b` with `W` stored as `[out, in]`, exactly like `torch.nn.Linear`.
+#[derive(Module, Debug)]
+pub struct Linear {
+    /// [out_features, in_features]
+    pub weight: Param<Tensor<2>>,
+    /// [out_features]
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Linear {
+    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`).
+    pub fn load(w: &WeightFiles, prefix: &str, in_f: usize, out_f: usize, bias: bool, device: &Device) -> Result<Self> {
+        let weight = Param::from_tensor(w.tensor(&format!("{prefix}.weight"), [out_f, in_f], device)?);
+        let bias = if bias { Some(Param::from_tensor(w.tensor(&format!("{prefix}.bias"), [out_f], device)?)) } else { None };
+        Ok(Linear { weight, bias })
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.shape()[0]
+    }
+
+    /// x: [b, s, in] -> [b, s, out]
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, s, i] = x.dims();
+        let out = self.out_features();
+        let y = x.reshape([b * s, i]).matmul(self.weight.val().transpose()); // [b*s, out]
+        let y = match &self.bias {
+            Some(bias) => y + bias.val().unsqueeze::<2>(),
+            None => y,
+        };
+        y.reshape([b, s, out])
+    }
+}
+
+/// `x / sqrt(mean(x²) + eps) * weight` over the last dimension (LlamaRMSNorm).
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    /// [dim]
+    pub weight: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn load(w: &WeightFiles, name: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
+        Ok(RmsNorm { weight: Param::from_tensor(w.tensor(&format!("{name}.weight"), [dim], device)?), eps })
+    }
+
+    /// Normalises the last dimension of a rank-`D` tensor.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let variance = x.clone().square().mean_dim(D - 1); // [..., 1]
+        let normed = x * (variance + self.eps).sqrt().recip();
+        normed * self.weight.val().unsqueeze::<D>()
+    }
+}
+
+/// Token embedding table `[vocab, hidden]` (`nn.Embedding`).
+#[derive(Module, Debug)]
+pub struct Embedding {
+    pub weight: Param<Tensor<2>>,
+}
+
+impl Embedding {
+    /// ids: [b, s] -> [b, s, hidden]
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [b, s] = ids.dims();
+        let hidden = self.weight.shape()[1];
+        self.weight.val().select(0, ids.reshape([b * s])).reshape([b, s, hidden])
+    }
+}
+
+/// Rotary position embedding frequencies (`LlamaRotaryEmbedding`, with its `rope_scaling` types).
+#[derive(Debug, Clone)]
+pub struct Rotary {
+    head_dim: usize,
+    base: f64,
+    scaling: RopeScaling,
+    /// inverse frequencies for the unscaled / statically scaled case, [head_dim / 2]
+    inv_freq: Vec<f32>,
+}
+
+impl Rotary {
+    pub fn new(cfg: &ModelConfig) -> Self {
+        let inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, &cfg.rope_scaling);
+        Rotary { head_dim: cfg.head_dim, base: cfg.rope_theta, scaling: cfg.rope_scaling.clone(), inv_freq }
+    }
+
+    /// cos and sin for `positions` (one row of `s` positions per batch element, `b*s` values),
+    /// each shaped [b, 1, s, head_dim] to broadcast over heads.
+    pub fn cos_sin(&self, positions: &[usize], b: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let s = positions.len() / b;
+        let dynamic;
+        let inv_freq = match self.scaling {
+            RopeScaling::Dynamic { factor, original_max_position_embeddings: orig } => {
+                // NTK-aware: once the sequence is longer than the original context, grow the base.
+                let seq_len = positions.iter().max().map_or(0, |p| p + 1);
+                if seq_len > orig {
+                    let d = self.head_dim as f64;
+                    let base = self.base * ((factor * seq_len as f64 / orig as f64) - (factor - 1.0)).powf(d / (d - 2.0));
+                    dynamic = inverse_frequencies(self.head_dim, base, &RopeScaling::None);
+                    &dynamic
+                } else {
+                    &self.inv_freq
+                }
+            }
+            _ => &self.inv_freq,
+        };
+        let half = self.head_dim / 2;
+        let mut cos = Vec::with_capacity(positions.len() * self.head_dim);
+        let mut sin = Vec::with_capacity(positions.len() * self.head_dim);
+        for &p in positions {
+            // emb = cat(freqs, freqs): the two halves of a head share frequencies (rotate_half layout)
+            for _ in 0..2 {
+                for f in &inv_freq[..half] {
+                    let angle = p as f32 * f;
+                    cos.push(angle.cos());
+                    sin.push(angle.sin());
+                }
+            }
+        }
+        let shape = [b, 1, s, self.head_dim];
+        (
+            Tensor::from_data(TensorData::new(cos, shape), device),
+            Tensor::from_data(TensorData::new(sin, shape), device),
+        )
+    }
+}
+
+fn inverse_frequencies(head_dim: usize, base: f64, scaling: &RopeScaling) -> Vec<f32> {
+    // transformers computes these in float32: 1 / base^(2i/d)
+    let base_freq: Vec<f32> =
+        (0..head_dim / 2).map(|i| 1.0 / (base as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
+    match *scaling {
+        RopeScaling::None | RopeScaling::Dynamic { .. } => base_freq,
+        RopeScaling::Linear { factor } => base_freq.iter().map(|f| f / factor as f32).collect(),
+        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+            let old = original_max_position_embeddings as f32;
+            let (factor, low, high) = (factor as f32, low_freq_factor as f32, high_freq_factor as f32);
+            let low_freq_wavelen = old / low;
+            let high_freq_wavelen = old / high;
+            base_freq
+                .iter()
+                .map(|&f| {
+                    let wavelen = 2.0 * std::f32::consts::PI / f;
+                    if wavelen < high_freq_wavelen {
+                        f
+                    } else if wavelen > low_freq_wavelen {
+                        f / factor
+                    } else {
+                        let smooth = (old / wavelen - low) / (high - low);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+/// `x * cos + rotate_half(x) * sin` where rotate_half(x) = cat(-x[.., d/2..], x[.., ..d/2]).
+/// x: [b, heads, s, head_dim]; cos/sin: [b, 1, s, head_dim]
+pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let [b, h, s, d] = x.dims();
+    let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..d / 2]);
+    let x2 = x.clone().slice([0..b, 0..h, 0..s, d / 2..d]);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// Additive causal mask for `s` new queries attending to `past + s` keys: [1, 1, s, past + s],
+/// 0 where allowed and -inf where a key lies in the query's future.
+pub fn causal_mask(s: usize, past: usize, device: &Device) -> Tensor<4> {
+    let t = past + s;
+    let mut m = vec![0f32; s * t];
+    for i in 0..s {
+        for j in (past + i + 1)..t {
+            m[i * t + j] = f32::NEG_INFINITY;
+        }
+    }
+    Tensor::from_data(TensorData::new(m, [1, 1, s, t]), device)
+}

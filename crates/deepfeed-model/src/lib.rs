@@ -1,0 +1,21 @@
+//! deepfeed-model: load Hugging Face model directories (Llama, Qwen2, Qwen3 families), run them on
+//! burn, generate text with the model's chat template and score text.
+pub mod arch;
+pub mod backend;
+pub mod chat_template;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod layers;
+pub mod model;
+pub mod perplexity;
+pub mod think;
+pub mod tiny;
+pub mod tokenizer;
+pub mod weights;
+
+pub use chat_template::ChatMessage;
+pub use config::{Architecture, ModelConfig};
+pub use error::{ModelError, Result};
+pub use generate::{generate, GenerateOptions, Generation};
+pub use model::Model;

@@ -1,0 +1,98 @@
+//! A loaded model directory: config, tokenizer and network on a device.
+use std::path::{Path, PathBuf};
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::arch::llama::{KvCache, LlamaForCausalLm};
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::layers::Rotary;
+use crate::tokenizer::TextTokenizer;
+use crate::weights::WeightFiles;
+
+pub struct Model {
+    pub dir: PathBuf,
+    pub config: ModelConfig,
+    pub tokenizer: TextTokenizer,
+    pub network: LlamaForCausalLm,
+    pub rotary: Rotary,
+    pub device: Device,
+}
+
+impl Model {
+    /// Loads a Hugging Face model directory (config.json, safetensors, tokenizer files).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        if !dir.exists() {
+            return Err(ModelError::MissingFile { dir: dir.into(), what: "model directory".into(), expected: "an existing directory".into() });
+        }
+        if !dir.is_dir() {
+            return Err(ModelError::Invalid(format!(
+                "{}: is a file, expected a model directory (config.json, *.safetensors, tokenizer.json)",
+                dir.display()
+            )));
+        }
+        let config = ModelConfig::from_dir(dir)?;
+        let tokenizer = TextTokenizer::from_dir(dir, Some(&config))?;
+        let weights = WeightFiles::open(dir)?;
+        let network = LlamaForCausalLm::load(&weights, &config, device)?;
+        let rotary = Rotary::new(&config);
+        Ok(Model { dir: dir.into(), config, tokenizer, network, rotary, device: device.clone() })
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.num_hidden_layers)
+    }
+
+    /// Token ids must index the embedding table.
+    pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.config.vocab_size) {
+            return Err(ModelError::Invalid(format!(
+                "token id {bad} is outside the model's vocabulary of {} (tokenizer and model do not match?)",
+                self.config.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn ids_tensor(&self, ids: &[u32]) -> Tensor<2, Int> {
+        let data: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
+        Tensor::from_data(TensorData::new(data, [1, ids.len()]), &self.device)
+    }
+
+    /// Logits for every position of `ids` in one pass without cache: [s, V].
+    pub fn logits(&self, ids: &[u32]) -> Result<Tensor<2>> {
+        self.check_ids(ids)?;
+        let positions: Vec<usize> = (0..ids.len()).collect();
+        let hidden = self.network.forward_hidden(self.ids_tensor(ids), &self.rotary, &positions, None, None);
+        let [_, s, v] = [1, ids.len(), self.config.vocab_size];
+        Ok(self.network.logits(hidden).reshape([s, v]))
+    }
+
+    /// Feeds `ids` after what `cache` holds and returns the logits of the last position.
+    pub fn next_logits(&self, ids: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        let past = cache.len();
+        let positions: Vec<usize> = (past..past + ids.len()).collect();
+        let s = ids.len();
+        let hidden = self.network.forward_hidden(self.ids_tensor(ids), &self.rotary, &positions, None, Some(cache));
+        let [b, _, h] = hidden.dims();
+        let last = hidden.slice([0..b, s - 1..s, 0..h]);
+        let logits = self.network.logits(last);
+        logits.into_data().try_into_vec::<f32>().map_err(|e| ModelError::Invalid(format!("reading logits: {e:?}")))
+    }
+
+    /// Negative log-likelihood of each token of `ids` given the ones before it: `ids.len() - 1`
+    /// values (the first token has no prediction).
+    pub fn token_nll(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.len() < 2 {
+            return Ok(vec![]);
+        }
+        let s = ids.len() - 1;
+        let logp = log_softmax(self.logits(&ids[..s])?, 1); // [s, V]
+        let targets: Vec<i32> = ids[1..].iter().map(|&i| i as i32).collect();
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [s, 1]), &self.device);
+        let picked = logp.gather(1, targets).neg(); // [s, 1]
+        picked.into_data().try_into_vec::<f32>().map_err(|e| ModelError::Invalid(format!("reading log-probs: {e:?}")))
+    }
+}

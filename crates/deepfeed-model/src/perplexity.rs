@@ -1,0 +1,119 @@
+//! Perplexity of a text under a model, with the sliding-window protocol of the transformers
+//! documentation: windows of `context` tokens advancing by `stride`; each token is scored once,
+//! in the first window that contains it, with up to `context - stride` tokens of left context.
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{read_file, ModelError, Result};
+use crate::model::Model;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PerplexityOptions {
+    /// Tokens per forward pass (default: the model's context, at most 1024).
+    pub context: Option<usize>,
+    /// Step between windows (default: `context`, i.e. no overlap).
+    pub stride: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PerplexityReport {
+    pub documents: usize,
+    /// Tokens whose probability was scored (each document's first token has none).
+    pub tokens: usize,
+    pub mean_nll: f64,
+    pub perplexity: f64,
+    pub context: usize,
+    pub stride: usize,
+}
+
+/// Sum of the NLL of every token of `ids` but the first, and how many were scored.
+pub fn score_ids(model: &Model, ids: &[u32], context: usize, stride: usize) -> Result<(f64, usize)> {
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    let mut prev_end = 0;
+    let mut begin = 0;
+    while begin < ids.len() {
+        let end = (begin + context).min(ids.len());
+        // token at absolute position j is predicted by the logits at j-1, inside this window
+        let first_scored = prev_end.max(begin + 1);
+        if end > first_scored {
+            let nll = model.token_nll(&ids[begin..end])?; // nll[k] scores ids[begin + k + 1]
+            for j in first_scored..end {
+                sum += nll[j - begin - 1] as f64;
+                count += 1;
+            }
+        }
+        prev_end = end;
+        if end == ids.len() {
+            break;
+        }
+        begin += stride;
+    }
+    Ok((sum, count))
+}
+
+/// Reads the documents of `path`: a JSONL file gives one document per line (`text`, or
+/// `input_text` + `target_text`, or `messages` rendered with the chat template); any other file
+/// is one plain-text document.
+pub fn read_documents(model: &Model, path: &Path) -> Result<Vec<String>> {
+    let bytes = read_file(path)?;
+    let text = String::from_utf8(bytes).map_err(|e| ModelError::Invalid(format!("{}: not UTF-8 text ({e})", path.display())))?;
+    let is_jsonl = path.extension().is_some_and(|e| e == "jsonl");
+    if !is_jsonl {
+        if text.trim().is_empty() {
+            return Err(ModelError::Invalid(format!("{}: the file is empty", path.display())));
+        }
+        return Ok(vec![text]);
+    }
+    let mut docs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |m: &str| ModelError::Invalid(format!("{}:{}: {m}", path.display(), n + 1));
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(&format!("not valid JSON: {e}")))?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str());
+        let doc = if let Some(t) = field("text") {
+            t.to_string()
+        } else if let (Some(i), Some(t)) = (field("input_text"), field("target_text")) {
+            format!("{i}{t}")
+        } else if let Some(m) = v.get("messages") {
+            let messages: Vec<crate::chat_template::ChatMessage> =
+                serde_json::from_value(m.clone()).map_err(|e| err(&format!("`messages`: {e}")))?;
+            model.tokenizer.apply_chat_template(&messages, false)?
+        } else {
+            return Err(err("expected a `text` field, `input_text` + `target_text`, or `messages`"));
+        };
+        docs.push(doc);
+    }
+    if docs.is_empty() {
+        return Err(ModelError::Invalid(format!("{}: no documents (the file has no non-empty lines)", path.display())));
+    }
+    Ok(docs)
+}
+
+pub fn perplexity(model: &Model, documents: &[String], opts: PerplexityOptions) -> Result<PerplexityReport> {
+    let context = opts.context.unwrap_or(model.config.max_position_embeddings.min(1024));
+    let stride = opts.stride.unwrap_or(context);
+    if context < 2 || context > model.config.max_position_embeddings {
+        return Err(ModelError::Invalid(format!(
+            "context must be between 2 and the model's {} positions, found {context}",
+            model.config.max_position_embeddings
+        )));
+    }
+    if stride == 0 || stride > context {
+        return Err(ModelError::Invalid(format!("stride must be between 1 and context ({context}), found {stride}")));
+    }
+    let (mut sum, mut count) = (0.0, 0);
+    for doc in documents {
+        let ids = model.tokenizer.encode(doc, true)?;
+        let (s, c) = score_ids(model, &ids, context, stride)?;
+        sum += s;
+        count += c;
+    }
+    if count == 0 {
+        return Err(ModelError::Invalid("no token to score: every document is a single token or empty".into()));
+    }
+    let mean_nll = sum / count as f64;
+    Ok(PerplexityReport { documents: documents.len(), tokens: count, mean_nll, perplexity: mean_nll.exp(), context, stride })
+}

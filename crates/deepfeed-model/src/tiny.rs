@@ -1,0 +1,213 @@
+//! `init-tiny`: a small randomly initialised model in exact Hugging Face layout (config.json,
+//! model.safetensors, tokenizer.json, tokenizer_config.json with a chat template,
+//! generation_config.json). Tests, demos and benchmarks use these.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use serde_json::{json, Value};
+
+use crate::config::Architecture;
+use crate::error::{read_file, read_json, ModelError, Result};
+
+/// The small byte-level BPE tokenizer (English + Chinese, DeepSeek special tokens) trained by
+/// `scripts/make_reference.py`; used when no tokenizer is given.
+pub const TINY_TOKENIZER_JSON: &str = include_str!("../assets/tiny-tokenizer.json");
+const TINY_TOKENIZER_CONFIG: &str = include_str!("../assets/tiny-tokenizer_config.json");
+/// deepseek-llm-chat's template, used when the tokenizer brings none.
+pub const DEFAULT_CHAT_TEMPLATE: &str = "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ 'User: ' + message['content'] + '\n\n' }}{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + message['content'] + eos_token }}{% elif message['role'] == 'system' %}{{ message['content'] + '\n\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
+
+#[derive(Debug, Clone)]
+pub struct TinySpec {
+    pub architecture: Architecture,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    pub seed: u64,
+    /// A tokenizer.json to use instead of the built-in tiny one (e.g. the real DeepSeek one).
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl TinySpec {
+    /// 2 layers, hidden 64: loads and runs in milliseconds.
+    pub fn tiny(architecture: Architecture) -> Self {
+        TinySpec {
+            architecture,
+            hidden_size: 64,
+            intermediate_size: 128,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            max_position_embeddings: 2048,
+            tie_word_embeddings: false,
+            seed: 0,
+            tokenizer: None,
+        }
+    }
+
+    /// About 100M parameters (hidden 768, 14 layers): a realistic size for benchmarks.
+    pub fn m100(architecture: Architecture) -> Self {
+        TinySpec {
+            hidden_size: 768,
+            intermediate_size: 2304,
+            num_hidden_layers: 14,
+            num_attention_heads: 12,
+            num_key_value_heads: 4,
+            ..Self::tiny(architecture)
+        }
+    }
+}
+
+/// Normal(0, std) from a seeded RNG (Box-Muller; rand itself ships no normal distribution).
+fn normal(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
+            let u2: f32 = rng.random();
+            std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+        })
+        .collect()
+}
+
+/// Writes the model into `out`, which must not exist yet or be empty. Everything is written to a
+/// temporary sibling directory first and renamed into place at the end.
+pub fn write_tiny_model(spec: &TinySpec, out: &Path) -> Result<()> {
+    if out.exists() {
+        let empty = out.is_dir() && std::fs::read_dir(out).map_err(|e| ModelError::io(out, e))?.next().is_none();
+        if !empty {
+            return Err(ModelError::Invalid(format!("{}: already exists and is not empty; choose a new directory", out.display())));
+        }
+    }
+    let (tokenizer_json, mut tokenizer_config) = match &spec.tokenizer {
+        None => (TINY_TOKENIZER_JSON.as_bytes().to_vec(), serde_json::from_str::<Value>(TINY_TOKENIZER_CONFIG).expect("built-in tokenizer config")),
+        Some(path) => {
+            let bytes = read_file(path)?;
+            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| ModelError::Tokenizer { path: path.clone(), message: e.to_string() })?;
+            let sibling = path.with_file_name("tokenizer_config.json");
+            let tc = if sibling.is_file() { read_json(&sibling)? } else { json!({}) };
+            (bytes, tc)
+        }
+    };
+    let tokenizer = tokenizers::Tokenizer::from_bytes(&tokenizer_json).expect("checked above");
+    let vocab_size = tokenizer.get_vocab_size(true);
+    let tc = tokenizer_config.as_object_mut().ok_or_else(|| ModelError::Invalid("tokenizer_config.json: expected an object".into()))?;
+    let special = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).map(String::from),
+        _ => None,
+    };
+    let bos = special(tc.get("bos_token")).and_then(|t| tokenizer.token_to_id(&t));
+    let eos = special(tc.get("eos_token")).and_then(|t| tokenizer.token_to_id(&t));
+    tc.entry("chat_template").or_insert(Value::String(DEFAULT_CHAT_TEMPLATE.into()));
+
+    let a = spec.architecture;
+    let head_dim = spec.hidden_size / spec.num_attention_heads;
+    let mut config = json!({
+        "architectures": [a.hf_name()],
+        "model_type": a.model_type(),
+        "vocab_size": vocab_size,
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size,
+        "num_hidden_layers": spec.num_hidden_layers,
+        "num_attention_heads": spec.num_attention_heads,
+        "num_key_value_heads": spec.num_key_value_heads,
+        "head_dim": head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": spec.max_position_embeddings,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": if a == Architecture::Llama { 10000.0 } else { 1000000.0 },
+        "tie_word_embeddings": spec.tie_word_embeddings,
+        "initializer_range": 0.02,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "torch_dtype": "float32",
+    });
+    if a == Architecture::Llama {
+        config["attention_bias"] = json!(false);
+        config["mlp_bias"] = json!(false);
+    }
+
+    // weights, named and shaped as transformers saves them
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let (h, i, d) = (spec.hidden_size, spec.intermediate_size, head_dim);
+    let (q, kv) = (spec.num_attention_heads * d, spec.num_key_value_heads * d);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut add = |name: String, shape: Vec<usize>, init: &str, rng: &mut StdRng| {
+        let n = shape.iter().product();
+        let data = match init {
+            "ones" => vec![1.0; n],
+            "zeros" => vec![0.0; n],
+            _ => normal(rng, n, 0.02),
+        };
+        tensors.push((name, shape, data));
+    };
+    add("model.embed_tokens.weight".into(), vec![vocab_size, h], "normal", &mut rng);
+    for l in 0..spec.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        for (name, out_f, in_f) in [("q_proj", q, h), ("k_proj", kv, h), ("v_proj", kv, h), ("o_proj", h, q)] {
+            add(format!("{p}.self_attn.{name}.weight"), vec![out_f, in_f], "normal", &mut rng);
+            if a == Architecture::Qwen2 && name != "o_proj" {
+                add(format!("{p}.self_attn.{name}.bias"), vec![out_f], "zeros", &mut rng);
+            }
+        }
+        if a == Architecture::Qwen3 {
+            add(format!("{p}.self_attn.q_norm.weight"), vec![d], "ones", &mut rng);
+            add(format!("{p}.self_attn.k_norm.weight"), vec![d], "ones", &mut rng);
+        }
+        for (name, out_f, in_f) in [("gate_proj", i, h), ("up_proj", i, h), ("down_proj", h, i)] {
+            add(format!("{p}.mlp.{name}.weight"), vec![out_f, in_f], "normal", &mut rng);
+        }
+        add(format!("{p}.input_layernorm.weight"), vec![h], "ones", &mut rng);
+        add(format!("{p}.post_attention_layernorm.weight"), vec![h], "ones", &mut rng);
+    }
+    add("model.norm.weight".into(), vec![h], "ones", &mut rng);
+    if !spec.tie_word_embeddings {
+        add("lm_head.weight".into(), vec![vocab_size, h], "normal", &mut rng);
+    }
+
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
+    let tmp = tempdir_in(parent, out)?;
+    let result = (|| {
+        let write = |name: &str, bytes: &[u8]| std::fs::write(tmp.join(name), bytes).map_err(|e| ModelError::io(tmp.join(name), e));
+        write("config.json", serde_json::to_string_pretty(&config).unwrap().as_bytes())?;
+        write("generation_config.json", serde_json::to_string_pretty(&json!({"bos_token_id": bos, "eos_token_id": eos})).unwrap().as_bytes())?;
+        write("tokenizer.json", &tokenizer_json)?;
+        write("tokenizer_config.json", serde_json::to_string_pretty(&tokenizer_config).unwrap().as_bytes())?;
+        save_f32_safetensors(&tmp.join("model.safetensors"), &tensors)?;
+        if out.exists() {
+            std::fs::remove_dir(out).map_err(|e| ModelError::io(out, e))?;
+        }
+        std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn tempdir_in(parent: &Path, out: &Path) -> Result<PathBuf> {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    Ok(tmp)
+}
+
+/// Writes f32 tensors as one safetensors file.
+pub fn save_f32_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| d.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views: HashMap<String, TensorView> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| (name.clone(), TensorView::new(Dtype::F32, shape.clone(), b).expect("shape matches data")))
+        .collect();
+    safetensors::serialize_to_file(views, None, path).map_err(|e| ModelError::Safetensors { path: path.into(), message: e.to_string() })
+}

@@ -1,0 +1,113 @@
+//! Weights of a Hugging Face model directory: one `model.safetensors`, or shards listed in
+//! `model.safetensors.index.json`. Files are memory-mapped; F32, F16 and BF16 are read as f32.
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{read_json, ModelError, Result};
+
+/// All tensors of a model directory, by name, without reading them yet.
+pub struct WeightFiles {
+    files: Vec<(PathBuf, Mmap)>,
+    /// tensor name -> index in `files`
+    index: HashMap<String, usize>,
+}
+
+impl WeightFiles {
+    /// Opens the safetensors files of `dir` (sharded or not) and checks their headers.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let index_path = dir.join("model.safetensors.index.json");
+        let shard_names: Vec<String> = if index_path.is_file() {
+            #[derive(serde::Deserialize)]
+            struct Index {
+                weight_map: BTreeMap<String, String>,
+            }
+            let index: Index = read_json(&index_path)?;
+            let mut names: Vec<String> = index.weight_map.into_values().collect();
+            names.sort();
+            names.dedup();
+            names
+        } else {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .map_err(|e| ModelError::io(dir, e))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".safetensors") && !n.starts_with("adapter_"))
+                .collect();
+            names.sort();
+            names
+        };
+        if shard_names.is_empty() {
+            return Err(ModelError::MissingFile {
+                dir: dir.into(),
+                what: "model weights".into(),
+                expected: "model.safetensors or model.safetensors.index.json with its shards".into(),
+            });
+        }
+        let mut files = Vec::new();
+        let mut index = HashMap::new();
+        for name in shard_names {
+            let path = dir.join(&name);
+            let file = File::open(&path).map_err(|e| ModelError::io(&path, e))?;
+            // SAFETY: the file is opened read-only; deepfeed never writes a weight file in place
+            // (outputs go to a temp file and are renamed), so the mapping is not mutated under us.
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(&path, e))?;
+            let st = SafeTensors::deserialize(&mmap)
+                .map_err(|e| ModelError::Safetensors { path: path.clone(), message: e.to_string() })?;
+            for tensor_name in st.names() {
+                index.insert(tensor_name.to_string(), files.len());
+            }
+            files.push((path, mmap));
+        }
+        Ok(WeightFiles { files, index })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// Reads tensor `name` as f32, checking it has shape `expected`.
+    pub fn read_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let &i = self.index.get(name).ok_or_else(|| ModelError::MissingTensor {
+            tensor: name.into(),
+            hint: format!(" ({} tensors present in {} file(s))", self.index.len(), self.files.len()),
+        })?;
+        let (path, mmap) = &self.files[i];
+        let st = SafeTensors::deserialize(mmap)
+            .map_err(|e| ModelError::Safetensors { path: path.clone(), message: e.to_string() })?;
+        let view = st
+            .tensor(name)
+            .map_err(|e| ModelError::Safetensors { path: path.clone(), message: e.to_string() })?;
+        if view.shape() != expected {
+            return Err(ModelError::ShapeMismatch {
+                tensor: name.into(),
+                path: path.clone(),
+                expected: expected.to_vec(),
+                found: view.shape().to_vec(),
+            });
+        }
+        let bytes = view.data();
+        Ok(match view.dtype() {
+            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            other => {
+                return Err(ModelError::UnsupportedDtype { tensor: name.into(), path: path.clone(), dtype: format!("{other:?}") })
+            }
+        })
+    }
+
+    /// Reads tensor `name` with shape `shape` onto `device`.
+    pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D], device: &Device) -> Result<Tensor<D>> {
+        let data = self.read_f32(name, &shape)?;
+        Ok(Tensor::from_data(TensorData::new(data, shape), device))
+    }
+}

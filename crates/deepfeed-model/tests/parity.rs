@@ -1,0 +1,95 @@
+//! Parity with transformers: fixtures written by `scripts/make_reference.py` (tiny random models
+//! in HF layout + logits / perplexity / greedy tokens computed by PyTorch).
+use std::path::PathBuf;
+
+use deepfeed_model::backend::inference_device;
+use deepfeed_model::generate::{generate, GenerateOptions};
+use deepfeed_model::perplexity::score_ids;
+use deepfeed_model::{ChatMessage, Model};
+use safetensors::SafeTensors;
+use serde_json::Value;
+
+fn fixture(arch: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(arch)
+}
+
+fn reference_tensor(dir: &PathBuf, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    let data = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    (t.shape().to_vec(), data)
+}
+
+fn check_arch(arch: &str) {
+    let dir = fixture(arch);
+    let reference: Value = serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+    let model = Model::load(&dir, &inference_device()).unwrap();
+
+    // 1. tokenizer: same ids as transformers' tokenizer(text)
+    let text = reference["text"].as_str().unwrap();
+    let ids = model.tokenizer.encode(text, true).unwrap();
+    let ref_ids: Vec<u32> = serde_json::from_value(reference["input_ids"].clone()).unwrap();
+    assert_eq!(ids, ref_ids, "{arch}: token ids differ from transformers");
+    assert_eq!(model.tokenizer.decode(&ids, true).unwrap(), text, "{arch}: decode(encode(text)) != text");
+
+    // 2. logits for every position, max abs diff < 1e-4
+    let (shape, ref_logits) = reference_tensor(&dir, "logits");
+    let logits = model.logits(&ids).unwrap();
+    assert_eq!(logits.dims().to_vec(), shape);
+    let ours = logits.into_data().try_into_vec::<f32>().unwrap();
+    let max_diff = ours.iter().zip(&ref_logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(max_diff < 1e-4, "{arch}: max |logit diff| = {max_diff:e}");
+
+    // 3. perplexity, relative diff < 1e-5
+    let (sum, count) = score_ids(&model, &ids, ids.len(), ids.len()).unwrap();
+    let ppl = (sum / count as f64).exp();
+    let ref_ppl = reference["perplexity"].as_f64().unwrap();
+    let rel = (ppl - ref_ppl).abs() / ref_ppl;
+    assert!(rel < 1e-5, "{arch}: perplexity {ppl} vs transformers {ref_ppl} (rel {rel:e})");
+
+    // 4. chat template rendering and 20 greedy tokens through the KV cache
+    let chat: Vec<ChatMessage> = serde_json::from_value(reference["chat"].clone()).unwrap();
+    let prompt = model.tokenizer.apply_chat_template(&chat, true).unwrap();
+    assert_eq!(prompt, reference["chat_prompt"].as_str().unwrap(), "{arch}: chat template rendering");
+    let prompt_ids = model.tokenizer.encode(&prompt, false).unwrap();
+    let ref_prompt_ids: Vec<u32> = serde_json::from_value(reference["chat_prompt_ids"].clone()).unwrap();
+    assert_eq!(prompt_ids, ref_prompt_ids);
+    let opts = GenerateOptions { max_new_tokens: 20, stop_on_eos: false, ..Default::default() };
+    let g = generate(&model, &prompt_ids, &opts, &mut |_| {}).unwrap();
+    let ref_greedy: Vec<u32> = serde_json::from_value(reference["greedy_ids"].clone()).unwrap();
+    assert_eq!(g.token_ids, ref_greedy, "{arch}: greedy tokens differ from transformers");
+}
+
+#[test]
+fn llama_matches_transformers() {
+    check_arch("llama");
+}
+
+#[test]
+fn qwen2_matches_transformers() {
+    check_arch("qwen2");
+}
+
+#[test]
+fn qwen3_matches_transformers() {
+    check_arch("qwen3");
+}
+
+/// The KV-cache path must give the same logits as one full pass.
+#[test]
+fn cached_decoding_equals_full_pass() {
+    let model = Model::load(&fixture("qwen2"), &inference_device()).unwrap();
+    let ids = model.tokenizer.encode("缓存 cache test 123", true).unwrap();
+    let full = model.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+    let v = model.config.vocab_size;
+    let mut cache = model.new_cache();
+    let mut last = model.next_logits(&ids[..3], &mut cache).unwrap();
+    for (i, &t) in ids.iter().enumerate().skip(3) {
+        last = model.next_logits(&[t], &mut cache).unwrap();
+        let want = &full[i * v..(i + 1) * v];
+        let diff = last.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-4, "position {i}: cached vs full diff {diff:e}");
+    }
+    assert_eq!(last.len(), v);
+}
