@@ -4,7 +4,7 @@ mod bench;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use deepfeed_model::backend::inference_device;
 use deepfeed_model::generate::{generate, GenerateOptions};
@@ -146,7 +146,7 @@ struct PerplexityArgs {
     /// Tokens per window (default: model context, at most 1024)
     #[arg(long)]
     context: Option<usize>,
-    /// Step between windows (default: = context); smaller gives each token more left context
+    /// New tokens scored per window (default: context - 1); smaller gives each token more left context
     #[arg(long)]
     stride: Option<usize>,
     /// Print the report as JSON
@@ -155,7 +155,7 @@ struct PerplexityArgs {
 }
 
 fn load(dir: &PathBuf) -> Result<Model> {
-    Model::load(dir, &inference_device()).with_context(|| format!("cannot load model {}", dir.display()))
+    Ok(Model::load(dir, &inference_device())?)
 }
 
 fn stream_print(s: &str) {
@@ -221,8 +221,10 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
 
 fn run_perplexity(args: PerplexityArgs) -> Result<()> {
     let model = load(&args.model)?;
+    let opts = PerplexityOptions { context: args.context, stride: args.stride };
+    opts.resolve(&model.config)?;
     let docs = read_documents(&model, &args.data)?;
-    let r = perplexity(&model, &docs, PerplexityOptions { context: args.context, stride: args.stride })?;
+    let r = perplexity(&model, &docs, opts)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -1,6 +1,6 @@
-//! Perplexity of a text under a model, with the sliding-window protocol of the transformers
-//! documentation: windows of `context` tokens advancing by `stride`; each token is scored once,
-//! in the first window that contains it, with up to `context - stride` tokens of left context.
+//! Perplexity of a text under a model, with a sliding window: windows of at most `context` tokens
+//! advance by `stride`, and every token after the first is scored exactly once (see
+//! [`score_ids`]). `stride = context` is fastest; a smaller stride gives tokens more context.
 use std::path::Path;
 
 use serde::Serialize;
@@ -28,26 +28,23 @@ pub struct PerplexityReport {
 }
 
 /// Sum of the NLL of every token of `ids` but the first, and how many were scored.
+///
+/// Each forward pass scores up to `stride` new tokens (at most `context - 1`) and fills the rest of
+/// its `context`-token window with the tokens before them, so every token is scored exactly once
+/// with at least `context - stride` tokens of left context (when the text has them).
 pub fn score_ids(model: &Model, ids: &[u32], context: usize, stride: usize) -> Result<(f64, usize)> {
+    let step = stride.min(context - 1).max(1);
     let (mut sum, mut count) = (0.0f64, 0usize);
-    let mut prev_end = 0;
-    let mut begin = 0;
-    while begin < ids.len() {
-        let end = (begin + context).min(ids.len());
-        // token at absolute position j is predicted by the logits at j-1, inside this window
-        let first_scored = prev_end.max(begin + 1);
-        if end > first_scored {
-            let nll = model.token_nll(&ids[begin..end])?; // nll[k] scores ids[begin + k + 1]
-            for j in first_scored..end {
-                sum += nll[j - begin - 1] as f64;
-                count += 1;
-            }
+    let mut first = 1; // first token not scored yet
+    while first < ids.len() {
+        let end = (first + step).min(ids.len());
+        let begin = end.saturating_sub(context).min(first - 1);
+        let nll = model.token_nll(&ids[begin..end])?; // nll[k] scores ids[begin + k + 1]
+        for j in first..end {
+            sum += nll[j - begin - 1] as f64;
+            count += 1;
         }
-        prev_end = end;
-        if end == ids.len() {
-            break;
-        }
-        begin += stride;
+        first = end;
     }
     Ok((sum, count))
 }
@@ -92,18 +89,26 @@ pub fn read_documents(model: &Model, path: &Path) -> Result<Vec<String>> {
     Ok(docs)
 }
 
+impl PerplexityOptions {
+    /// The (context, stride) to use for `cfg`, checked.
+    pub fn resolve(&self, cfg: &crate::config::ModelConfig) -> Result<(usize, usize)> {
+        let context = self.context.unwrap_or(cfg.max_position_embeddings.min(1024));
+        let stride = self.stride.unwrap_or(context);
+        if context < 2 || context > cfg.max_position_embeddings {
+            return Err(ModelError::Invalid(format!(
+                "context must be between 2 and the model's {} positions, found {context}",
+                cfg.max_position_embeddings
+            )));
+        }
+        if stride == 0 || stride > context {
+            return Err(ModelError::Invalid(format!("stride must be between 1 and context ({context}), found {stride}")));
+        }
+        Ok((context, stride))
+    }
+}
+
 pub fn perplexity(model: &Model, documents: &[String], opts: PerplexityOptions) -> Result<PerplexityReport> {
-    let context = opts.context.unwrap_or(model.config.max_position_embeddings.min(1024));
-    let stride = opts.stride.unwrap_or(context);
-    if context < 2 || context > model.config.max_position_embeddings {
-        return Err(ModelError::Invalid(format!(
-            "context must be between 2 and the model's {} positions, found {context}",
-            model.config.max_position_embeddings
-        )));
-    }
-    if stride == 0 || stride > context {
-        return Err(ModelError::Invalid(format!("stride must be between 1 and context ({context}), found {stride}")));
-    }
+    let (context, stride) = opts.resolve(&model.config)?;
     let (mut sum, mut count) = (0.0, 0);
     for doc in documents {
         let ids = model.tokenizer.encode(doc, true)?;

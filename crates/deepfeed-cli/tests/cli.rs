@@ -1,0 +1,78 @@
+//! The `deepfeed` binary as a user runs it: the demo path works, mistakes give one-line errors
+//! (exit code 1, no panic).
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn deepfeed(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deepfeed")).args(args).current_dir(cwd).output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn one_line_error(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "expected exit 1, stderr: {err}");
+    assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "not a one-line error: {err}");
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    err
+}
+
+#[test]
+fn init_chat_generate_perplexity() {
+    let d = tempfile::tempdir().unwrap();
+    let out = ok(&deepfeed(&["init-tiny", "--arch", "qwen3", "--out", "m"], d.path()));
+    assert!(out.contains("Qwen3ForCausalLM"), "{out}");
+    let answer = ok(&deepfeed(&["chat", "--model", "m", "--prompt", "你好", "--max-tokens", "6", "--seed", "2", "--temperature", "0.9"], d.path()));
+    assert!(!answer.trim().is_empty());
+    ok(&deepfeed(&["generate", "--model", "m", "--prompt", "Hello", "--max-tokens", "4"], d.path()));
+
+    std::fs::write(d.path().join("a.jsonl"), "{\"text\": \"hello world\"}\n\n{\"input_text\": \"问：\", \"target_text\": \"答。\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n").unwrap();
+    let json = ok(&deepfeed(&["perplexity", "--model", "m", "--data", "a.jsonl", "--json"], d.path()));
+    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(r["documents"], 3);
+    let ppl = r["perplexity"].as_f64().unwrap();
+    // a random model is close to uniform over the 502-token vocabulary
+    assert!(ppl > 100.0 && ppl < 2000.0, "{ppl}");
+
+    // interactive chat reads turns from stdin until EOF
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deepfeed"))
+        .args(["chat", "--model", "m", "--max-tokens", "3"])
+        .current_dir(d.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all("第一句\n/reset\nsecond\n".as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("history cleared"));
+}
+
+#[test]
+fn mistakes_give_one_line_errors() {
+    let d = tempfile::tempdir().unwrap();
+    ok(&deepfeed(&["init-tiny", "--out", "m"], d.path()));
+    std::fs::create_dir(d.path().join("empty")).unwrap();
+    std::fs::write(d.path().join("empty.txt"), "").unwrap();
+    std::fs::write(d.path().join("bad.jsonl"), "{\"text\": \"ok\"}\n{\"oops\": 1}\n").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["chat", "--model", "missing", "--prompt", "hi"], "missing: model directory not found"),
+        (&["chat", "--model", "empty", "--prompt", "hi"], "config.json not found"),
+        (&["perplexity", "--model", "m", "--data", "nope.txt"], "nope.txt"),
+        (&["perplexity", "--model", "m", "--data", "empty.txt"], "empty.txt: the file is empty"),
+        (&["perplexity", "--model", "m", "--data", "bad.jsonl"], "bad.jsonl:2:"),
+        (&["perplexity", "--model", "m", "--data", "bad.jsonl", "--context", "1"], "context must be"),
+        (&["generate", "--model", "m", "--prompt", "x", "--top-p", "0"], "top_p"),
+        (&["init-tiny", "--out", "m"], "not empty"),
+        (&["init-tiny", "--arch", "mamba", "--out", "n"], "mamba"),
+    ];
+    for (args, expect) in cases {
+        let err = one_line_error(&deepfeed(args, d.path()));
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
