@@ -6,6 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::{ModelConfig, RopeScaling};
 use crate::error::Result;
+use crate::lora::LoraAdapter;
 use crate::weights::WeightFiles;
 
 /// `y = x Wᵀ + b` with `W` stored as `[out, in]`, exactly like `torch.nn.Linear`.
@@ -15,6 +16,8 @@ pub struct Linear {
     pub weight: Param<Tensor<2>>,
     /// [out_features]
     pub bias: Option<Param<Tensor<1>>>,
+    /// A LoRA adapter added to the output, when one is attached.
+    pub lora: Option<LoraAdapter>,
 }
 
 impl Linear {
@@ -22,20 +25,37 @@ impl Linear {
     pub fn load(w: &WeightFiles, prefix: &str, in_f: usize, out_f: usize, bias: bool, device: &Device) -> Result<Self> {
         let weight = Param::from_tensor(w.tensor(&format!("{prefix}.weight"), [out_f, in_f], device)?);
         let bias = if bias { Some(Param::from_tensor(w.tensor(&format!("{prefix}.bias"), [out_f], device)?)) } else { None };
-        Ok(Linear { weight, bias })
+        Ok(Linear { weight, bias, lora: None })
     }
 
     pub fn out_features(&self) -> usize {
         self.weight.shape()[0]
     }
 
+    pub fn in_features(&self) -> usize {
+        self.weight.shape()[1]
+    }
+
+    /// Folds the LoRA adapter into the weight (`W + scale·BA`) and removes it.
+    pub fn merge_lora(&mut self) {
+        if let Some(lora) = self.lora.take() {
+            let merged = self.weight.val().detach() + lora.delta().detach();
+            self.weight = Param::from_tensor(merged);
+        }
+    }
+
     /// x: [b, s, in] -> [b, s, out]
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, s, i] = x.dims();
         let out = self.out_features();
-        let y = x.reshape([b * s, i]).matmul(self.weight.val().transpose()); // [b*s, out]
+        let x = x.reshape([b * s, i]);
+        let y = x.clone().matmul(self.weight.val().transpose()); // [b*s, out]
         let y = match &self.bias {
             Some(bias) => y + bias.val().unsqueeze::<2>(),
+            None => y,
+        };
+        let y = match &self.lora {
+            Some(lora) => y + lora.forward(x),
             None => y,
         };
         y.reshape([b, s, out])

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use safetensors::tensor::TensorView;
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::Architecture;
 use crate::error::{read_file, read_json, ModelError, Result};
+use crate::fsutil::write_dir_atomically;
 
 /// The small byte-level BPE tokenizer (English + Chinese, DeepSeek special tokens) trained by
 /// `scripts/make_reference.py`; used when no tokenizer is given.
@@ -172,33 +174,14 @@ pub fn write_tiny_model(spec: &TinySpec, out: &Path) -> Result<()> {
         add("lm_head.weight".into(), vec![vocab_size, h], "normal", &mut rng);
     }
 
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
-    let tmp = tempdir_in(parent, out)?;
-    let result = (|| {
+    write_dir_atomically(out, |tmp| {
         let write = |name: &str, bytes: &[u8]| std::fs::write(tmp.join(name), bytes).map_err(|e| ModelError::io(tmp.join(name), e));
         write("config.json", serde_json::to_string_pretty(&config).unwrap().as_bytes())?;
         write("generation_config.json", serde_json::to_string_pretty(&json!({"bos_token_id": bos, "eos_token_id": eos})).unwrap().as_bytes())?;
         write("tokenizer.json", &tokenizer_json)?;
         write("tokenizer_config.json", serde_json::to_string_pretty(&tokenizer_config).unwrap().as_bytes())?;
-        save_f32_safetensors(&tmp.join("model.safetensors"), &tensors)?;
-        if out.exists() {
-            std::fs::remove_dir(out).map_err(|e| ModelError::io(out, e))?;
-        }
-        std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
-}
-
-fn tempdir_in(parent: &Path, out: &Path) -> Result<PathBuf> {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    Ok(tmp)
+        save_f32_safetensors(&tmp.join("model.safetensors"), &tensors)
+    })
 }
 
 /// Writes f32 tensors as one safetensors file.

@@ -48,10 +48,23 @@ impl WeightFiles {
                 expected: "model.safetensors or model.safetensors.index.json with its shards".into(),
             });
         }
+        Self::open_paths(shard_names.iter().map(|n| dir.join(n)).collect())
+    }
+
+    /// Opens one safetensors file (e.g. a PEFT `adapter_model.safetensors`).
+    pub fn open_file(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let what = path.file_name().map_or("file".into(), |n| n.to_string_lossy().into_owned());
+            return Err(ModelError::MissingFile { dir: dir.into(), what, expected: "a safetensors file".into() });
+        }
+        Self::open_paths(vec![path.to_path_buf()])
+    }
+
+    fn open_paths(paths: Vec<PathBuf>) -> Result<Self> {
         let mut files = Vec::new();
         let mut index = HashMap::new();
-        for name in shard_names {
-            let path = dir.join(&name);
+        for path in paths {
             let file = File::open(&path).map_err(|e| ModelError::io(&path, e))?;
             // SAFETY: the file is opened read-only; deepfeed never writes a weight file in place
             // (outputs go to a temp file and are renamed), so the mapping is not mutated under us.
@@ -68,6 +81,13 @@ impl WeightFiles {
 
     pub fn contains(&self, name: &str) -> bool {
         self.index.contains_key(name)
+    }
+
+    /// The stored shape of tensor `name`.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let &i = self.index.get(name)?;
+        let st = SafeTensors::deserialize(&self.files[i].1).ok()?;
+        st.tensor(name).ok().map(|v| v.shape().to_vec())
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

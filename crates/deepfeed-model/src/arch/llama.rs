@@ -234,3 +234,88 @@ impl LlamaForCausalLm {
         }
     }
 }
+
+/// A parameter reached by name (see [`LlamaForCausalLm::params_mut`]).
+pub enum ParamMut<'a> {
+    Vector(&'a mut Param<Tensor<1>>),
+    Matrix(&'a mut Param<Tensor<2>>),
+}
+
+impl ParamMut<'_> {
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            ParamMut::Vector(p) => p.shape().to_vec(),
+            ParamMut::Matrix(p) => p.shape().to_vec(),
+        }
+    }
+    pub fn num_elements(&self) -> usize {
+        self.shape().iter().product()
+    }
+}
+
+/// The parts of one decoder layer, borrowed separately: its seven projections with their
+/// transformers names, and its norms with theirs.
+#[allow(clippy::type_complexity)]
+fn split_layer<'a>(p: &str, layer: &'a mut LlamaDecoderLayer) -> ([(String, &'a mut Linear); 7], Vec<(String, &'a mut RmsNorm)>) {
+    let LlamaDecoderLayer { self_attn, mlp, input_layernorm, post_attention_layernorm } = layer;
+    let LlamaAttention { q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, .. } = self_attn;
+    let mut norms = vec![
+        (format!("{p}.input_layernorm"), input_layernorm),
+        (format!("{p}.post_attention_layernorm"), post_attention_layernorm),
+    ];
+    norms.extend(q_norm.as_mut().map(|n| (format!("{p}.self_attn.q_norm"), n)));
+    norms.extend(k_norm.as_mut().map(|n| (format!("{p}.self_attn.k_norm"), n)));
+    let linears = [
+        (format!("{p}.self_attn.q_proj"), q_proj),
+        (format!("{p}.self_attn.k_proj"), k_proj),
+        (format!("{p}.self_attn.v_proj"), v_proj),
+        (format!("{p}.self_attn.o_proj"), o_proj),
+        (format!("{p}.mlp.gate_proj"), &mut mlp.gate_proj),
+        (format!("{p}.mlp.up_proj"), &mut mlp.up_proj),
+        (format!("{p}.mlp.down_proj"), &mut mlp.down_proj),
+    ];
+    (linears, norms)
+}
+
+fn push_linear<'a>(out: &mut Vec<(String, ParamMut<'a>)>, name: &str, l: &'a mut Linear) {
+    out.push((format!("{name}.weight"), ParamMut::Matrix(&mut l.weight)));
+    if let Some(b) = &mut l.bias {
+        out.push((format!("{name}.bias"), ParamMut::Vector(b)));
+    }
+    if let Some(lora) = &mut l.lora {
+        out.push((format!("{name}.lora_A.weight"), ParamMut::Matrix(&mut lora.lora_a)));
+        out.push((format!("{name}.lora_B.weight"), ParamMut::Matrix(&mut lora.lora_b)));
+    }
+}
+
+impl LlamaForCausalLm {
+    /// Every linear projection of the decoder layers with its transformers name
+    /// (`model.layers.3.self_attn.q_proj`); the output head is not included.
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        self.layers
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, l)| split_layer(&format!("model.layers.{i}"), l).0)
+            .collect()
+    }
+
+    /// Every parameter with its transformers name (LoRA weights as `….q_proj.lora_A.weight`).
+    pub fn params_mut(&mut self) -> Vec<(String, ParamMut<'_>)> {
+        let LlamaForCausalLm { embed_tokens, layers, norm, lm_head } = self;
+        let mut out = vec![("model.embed_tokens.weight".to_string(), ParamMut::Matrix(&mut embed_tokens.weight))];
+        for (i, layer) in layers.iter_mut().enumerate() {
+            let (linears, norms) = split_layer(&format!("model.layers.{i}"), layer);
+            for (name, n) in norms {
+                out.push((format!("{name}.weight"), ParamMut::Vector(&mut n.weight)));
+            }
+            for (name, l) in linears {
+                push_linear(&mut out, &name, l);
+            }
+        }
+        out.push(("model.norm.weight".into(), ParamMut::Vector(&mut norm.weight)));
+        if let Some(head) = lm_head {
+            push_linear(&mut out, "lm_head", head);
+        }
+        out
+    }
+}

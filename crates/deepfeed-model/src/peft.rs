@@ -1,0 +1,212 @@
+//! PEFT-compatible LoRA adapters: `adapter_config.json` + `adapter_model.safetensors` with keys
+//! `base_model.model.<module>.lora_A.weight` ([r, in]) and `….lora_B.weight` ([out, r]), exactly
+//! as `peft` saves and loads them. Also merging adapters into the base weights and saving a whole
+//! model in Hugging Face layout.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Param;
+use burn::tensor::{Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde_json::{json, Value};
+
+use crate::arch::llama::ParamMut;
+use crate::error::{read_json, ModelError, Result};
+use crate::fsutil::write_dir_atomically;
+use crate::lora::{LoraAdapter, LoraConfig};
+use crate::model::Model;
+use crate::tiny::save_f32_safetensors;
+use crate::weights::WeightFiles;
+
+const PREFIX: &str = "base_model.model.";
+
+/// The module name's last part (`model.layers.0.self_attn.q_proj` -> `q_proj`).
+fn short_name(name: &str) -> &str {
+    name.rsplit('.').next().unwrap_or(name)
+}
+
+impl Model {
+    /// Attaches new LoRA adapters (A random, B zero) to the target modules; returns how many.
+    pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<usize> {
+        let targets = cfg.resolved_targets()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let device = self.device.clone();
+        let mut n = 0;
+        for (name, linear) in self.network.linears_mut() {
+            if targets.iter().any(|t| t == short_name(&name)) {
+                linear.lora = Some(LoraAdapter::init(linear.in_features(), linear.out_features(), cfg, &mut rng, &device));
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Loads a PEFT LoRA adapter directory and attaches it; returns its config.
+    pub fn load_adapter(&mut self, dir: &Path) -> Result<LoraConfig> {
+        let cfg_path = dir.join("adapter_config.json");
+        if !cfg_path.is_file() {
+            return Err(ModelError::MissingFile { dir: dir.into(), what: "adapter_config.json".into(), expected: "a PEFT adapter directory".into() });
+        }
+        let raw: Value = read_json(&cfg_path)?;
+        let field_err = |field: &str, message: String| ModelError::Config { path: cfg_path.clone(), field: field.into(), message };
+        if raw.get("peft_type").and_then(|v| v.as_str()) != Some("LORA") {
+            return Err(field_err("peft_type", format!("expected \"LORA\", found {}", raw.get("peft_type").unwrap_or(&Value::Null))));
+        }
+        for field in ["rank_pattern", "alpha_pattern"] {
+            if raw.get(field).and_then(|v| v.as_object()).is_some_and(|o| !o.is_empty()) {
+                return Err(field_err(field, "per-module ranks or alphas are not supported".into()));
+            }
+        }
+        let cfg: LoraConfig = serde_json::from_value(raw.clone()).map_err(|e| field_err("(root)", e.to_string()))?;
+        if cfg.use_dora {
+            return Err(field_err("use_dora", "DoRA adapters are not supported yet".into()));
+        }
+        let weights = WeightFiles::open_file(&dir.join("adapter_model.safetensors"))?;
+        let device = self.device.clone();
+        let mut attached = 0;
+        for (name, linear) in self.network.linears_mut() {
+            let a_name = format!("{PREFIX}{name}.lora_A.weight");
+            if !weights.contains(&a_name) {
+                continue;
+            }
+            let (in_f, out_f) = (linear.in_features(), linear.out_features());
+            let a = weights.tensor(&a_name, [cfg.r, in_f], &device)?;
+            let b = weights.tensor(&format!("{PREFIX}{name}.lora_B.weight"), [out_f, cfg.r], &device)?;
+            linear.lora = Some(LoraAdapter {
+                lora_a: Param::from_tensor(a),
+                lora_b: Param::from_tensor(b),
+                scale: cfg.scale(),
+                dropout: cfg.lora_dropout,
+                training: false,
+            });
+            attached += 1;
+        }
+        let known = attached * 2;
+        let total = weights.names().count();
+        if attached == 0 || known != total {
+            let mut unknown: Vec<&str> = weights.names().filter(|n| !n.contains(".lora_A.") && !n.contains(".lora_B.")).collect();
+            unknown.sort();
+            return Err(ModelError::Invalid(format!(
+                "{}: {total} tensors, of which {known} match this model's modules{}",
+                dir.join("adapter_model.safetensors").display(),
+                if unknown.is_empty() { " (was the adapter trained on another architecture?)".to_string() } else { format!("; unexpected: {}", unknown.join(", ")) }
+            )));
+        }
+        Ok(cfg)
+    }
+
+    /// Writes the attached LoRA adapters as a PEFT adapter directory (atomically).
+    pub fn save_adapter(&mut self, cfg: &LoraConfig, base_model_name: &str, dir: &Path) -> Result<()> {
+        let mut tensors = Vec::new();
+        for (name, p) in self.network.params_mut() {
+            if name.contains(".lora_A.") || name.contains(".lora_B.") {
+                tensors.push((format!("{PREFIX}{name}"), p.shape(), param_values(&p)?));
+            }
+        }
+        if tensors.is_empty() {
+            return Err(ModelError::Invalid("the model has no LoRA adapter to save".into()));
+        }
+        let mut targets: Vec<String> = cfg.resolved_targets()?;
+        targets.sort();
+        let config = json!({
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": base_model_name,
+            "r": cfg.r,
+            "lora_alpha": cfg.lora_alpha,
+            "lora_dropout": cfg.lora_dropout,
+            "target_modules": targets,
+            "use_rslora": cfg.use_rslora,
+            "use_dora": cfg.use_dora,
+            "bias": "none",
+            "fan_in_fan_out": false,
+            "inference_mode": true,
+            "init_lora_weights": true,
+            "modules_to_save": null,
+            "layers_to_transform": null,
+            "rank_pattern": {},
+            "alpha_pattern": {},
+            "revision": null,
+        });
+        write_dir_atomically(dir, |tmp| {
+            std::fs::write(tmp.join("adapter_config.json"), serde_json::to_string_pretty(&config).unwrap())
+                .map_err(|e| ModelError::io(tmp.join("adapter_config.json"), e))?;
+            save_f32_safetensors(&tmp.join("adapter_model.safetensors"), &tensors)
+        })
+    }
+
+    /// Folds every attached adapter into its base weight.
+    pub fn merge_adapters(&mut self) {
+        for (_, linear) in self.network.linears_mut() {
+            linear.merge_lora();
+        }
+    }
+
+    /// Saves the model (adapters merged first) in Hugging Face layout: config.json, tokenizer
+    /// files and safetensors shards of at most `max_shard_bytes` (+ index when sharded).
+    pub fn save_pretrained(&mut self, dir: &Path, max_shard_bytes: usize) -> Result<()> {
+        self.merge_adapters();
+        let mut shards: Vec<Vec<(String, Vec<usize>, Vec<f32>)>> = vec![vec![]];
+        let mut size = 0;
+        for (name, p) in self.network.params_mut() {
+            let bytes = p.num_elements() * 4;
+            if size > 0 && size + bytes > max_shard_bytes {
+                shards.push(vec![]);
+                size = 0;
+            }
+            size += bytes;
+            shards.last_mut().unwrap().push((name, p.shape(), param_values(&p)?));
+        }
+        let src = self.dir.clone();
+        let mut config = Value::Object(self.config.raw.clone());
+        config["torch_dtype"] = json!("float32");
+        config["dtype"] = json!("float32");
+        write_dir_atomically(dir, |tmp| {
+            std::fs::write(tmp.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).map_err(|e| ModelError::io(tmp.join("config.json"), e))?;
+            for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja", "special_tokens_map.json"] {
+                if src.join(f).is_file() {
+                    std::fs::copy(src.join(f), tmp.join(f)).map_err(|e| ModelError::io(src.join(f), e))?;
+                }
+            }
+            if shards.len() == 1 {
+                return save_f32_safetensors(&tmp.join("model.safetensors"), &shards[0]);
+            }
+            let mut weight_map = BTreeMap::new();
+            let total: usize = shards.iter().flatten().map(|t| t.2.len() * 4).sum();
+            for (k, shard) in shards.iter().enumerate() {
+                let file = format!("model-{:05}-of-{:05}.safetensors", k + 1, shards.len());
+                for t in shard {
+                    weight_map.insert(t.0.clone(), file.clone());
+                }
+                save_f32_safetensors(&tmp.join(&file), shard)?;
+            }
+            let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+            std::fs::write(tmp.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index).unwrap())
+                .map_err(|e| ModelError::io(tmp.join("model.safetensors.index.json"), e))
+        })
+    }
+}
+
+/// A parameter's values as f32, row-major.
+pub fn param_values(p: &ParamMut) -> Result<Vec<f32>> {
+    let data: TensorData = match p {
+        ParamMut::Vector(p) => p.val().into_data(),
+        ParamMut::Matrix(p) => p.val().into_data(),
+    };
+    data.convert::<f32>().try_into_vec::<f32>().map_err(|e| ModelError::Invalid(format!("reading a parameter: {e:?}")))
+}
+
+/// Replaces a parameter's value, keeping its id and shape.
+pub fn set_param_values(p: &mut ParamMut, values: Vec<f32>, require_grad: bool) {
+    fn set<const D: usize>(p: &mut Param<Tensor<D>>, values: Vec<f32>, require_grad: bool) {
+        let shape: [usize; D] = p.shape().dims();
+        let device = p.device();
+        let t = Tensor::<D>::from_data(TensorData::new(values, shape), &device);
+        *p = Param::initialized(p.id, t.set_require_grad(require_grad));
+    }
+    match p {
+        ParamMut::Vector(p) => set(p, values, require_grad),
+        ParamMut::Matrix(p) => set(p, values, require_grad),
+    }
+}

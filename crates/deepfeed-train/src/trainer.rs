@@ -1,0 +1,436 @@
+//! The training loop: micro-batches with gradient accumulation, clipping, AdamW, schedule,
+//! validation with early stopping, checkpoints, resume, metrics and progress.
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use deepfeed_model::arch::llama::{LlamaForCausalLm, ParamMut};
+use deepfeed_model::backend::{inference_device, training_device};
+use deepfeed_model::layers::Rotary;
+use deepfeed_model::peft::set_param_values;
+use deepfeed_model::Model;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::checkpoint::{self, TrainerState};
+use crate::config::{Method, TrainConfig};
+use crate::data::{epoch_batches, load_dataset, split, Sample};
+use crate::error::{Result, TrainError};
+use crate::optim::{clip_global_norm, learning_rate, AdamW, AdamWConfig};
+
+/// Set by a SIGINT handler: the trainer saves a checkpoint after the current step and stops.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue from the newest checkpoint in the run directory.
+    pub resume: bool,
+    /// Stop (as if interrupted) after this many steps — for tests of resume.
+    pub stop_after: Option<usize>,
+    /// No progress bar or per-step lines.
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Finished,
+    EarlyStopped,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub outcome: Outcome,
+    pub steps: usize,
+    pub total_steps: usize,
+    pub final_train_loss: Option<f64>,
+    pub best_val_loss: Option<f64>,
+    pub train_samples: usize,
+    pub val_samples: usize,
+    pub truncated_samples: usize,
+    pub trainable_parameters: usize,
+    pub total_parameters: usize,
+    pub tokens_per_second: f64,
+    /// Where the result was written (adapter/ or model/), or the last checkpoint when interrupted.
+    pub output: std::path::PathBuf,
+}
+
+#[derive(Serialize)]
+struct MetricsLine {
+    step: usize,
+    epoch: f64,
+    loss: f64,
+    lr: f64,
+    grad_norm: f64,
+    tokens: usize,
+    tokens_per_second: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    val_loss: Option<f64>,
+}
+
+/// Marks which parameters train for `cfg.method`; returns their names.
+fn select_trainable(model: &mut Model, cfg: &TrainConfig) -> Result<Vec<String>> {
+    let layers = model.config.num_hidden_layers;
+    if cfg.method == Method::Freeze && cfg.freeze.trainable_layers > layers {
+        return Err(TrainError::Config(format!("freeze.trainable_layers is {} but the model has {layers} layers", cfg.freeze.trainable_layers)));
+    }
+    let first_trained_layer = layers - cfg.freeze.trainable_layers.min(layers);
+    let mut names = Vec::new();
+    let mut matched_modules = vec![false; cfg.freeze.trainable_modules.len()];
+    for (name, p) in model.network.params_mut() {
+        let is_lora = name.contains(".lora_A.") || name.contains(".lora_B.");
+        let train = match cfg.method {
+            Method::Lora => is_lora,
+            Method::Full => true,
+            Method::Freeze => {
+                let layer: Option<usize> = name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok());
+                let by_layer = layer.is_some_and(|l| l >= first_trained_layer && cfg.freeze.trainable_layers > 0);
+                let mut by_name = false;
+                for (k, m) in cfg.freeze.trainable_modules.iter().enumerate() {
+                    if name.contains(m.as_str()) {
+                        matched_modules[k] = true;
+                        by_name = true;
+                    }
+                }
+                by_layer || by_name
+            }
+        };
+        match p {
+            ParamMut::Vector(p) => *p = p.clone().set_require_grad(train),
+            ParamMut::Matrix(p) => *p = p.clone().set_require_grad(train),
+        }
+        if train {
+            names.push(name);
+        }
+    }
+    if let Some(k) = matched_modules.iter().position(|m| !m) {
+        return Err(TrainError::Config(format!("freeze.trainable_modules: {:?} matches no parameter of this model", cfg.freeze.trainable_modules[k])));
+    }
+    Ok(names)
+}
+
+fn set_lora_training(model: &mut Model, training: bool) {
+    for (_, l) in model.network.linears_mut() {
+        if let Some(a) = &mut l.lora {
+            a.training = training;
+        }
+    }
+}
+
+/// Sum of the NLL of the trained tokens of `batch` (right-padded), and how many there are.
+/// `network` runs on `device` (autodiff for training, plain for validation).
+pub fn batch_loss(network: &LlamaForCausalLm, rotary: &Rotary, batch: &[&Sample], pad: u32, device: &Device) -> (Tensor<1>, usize) {
+    let b = batch.len();
+    let s = batch.iter().map(|x| x.ids.len()).max().unwrap_or(1);
+    let mut ids = Vec::with_capacity(b * s);
+    let mut targets = Vec::with_capacity(b * (s - 1));
+    let mut weights = Vec::with_capacity(b * (s - 1));
+    for x in batch {
+        ids.extend(x.ids.iter().map(|&i| i as i32));
+        ids.extend(std::iter::repeat_n(pad as i32, s - x.ids.len()));
+        for t in 1..s {
+            let trained = t < x.ids.len() && x.train[t];
+            targets.push(if t < x.ids.len() { x.ids[t] as i32 } else { pad as i32 });
+            weights.push(if trained { 1.0f32 } else { 0.0 });
+        }
+    }
+    let tokens = weights.iter().filter(|&&w| w > 0.0).count();
+    let positions: Vec<usize> = (0..b).flat_map(|_| 0..s).collect();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), device);
+    let hidden = network.forward_hidden(ids, rotary, &positions, None, None); // [b, s, h]
+    let [_, _, h] = hidden.dims();
+    let hidden = hidden.slice([0..b, 0..s - 1, 0..h]); // position t predicts token t+1
+    let logp = log_softmax(network.logits(hidden), 2); // [b, s-1, V]
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, s - 1, 1]), device);
+    let weights = Tensor::<2>::from_data(TensorData::new(weights, [b, s - 1]), device);
+    let picked = logp.gather(2, targets).reshape([b, s - 1]); // log p(target)
+    ((picked * weights).sum().neg(), tokens)
+}
+
+/// Mean NLL per trained token over `samples`, without recording gradients.
+fn validation_loss(model: &Model, samples: &[Sample], batch_size: usize, pad: u32) -> f64 {
+    let plain = inference_device();
+    let network = model.network.valid();
+    let (mut sum, mut count) = (0.0, 0);
+    let refs: Vec<&Sample> = samples.iter().collect();
+    for chunk in refs.chunks(batch_size) {
+        let (loss, n) = batch_loss(&network, &model.rotary, chunk, pad, &plain);
+        sum += loss.into_scalar::<f32>() as f64;
+        count += n;
+    }
+    sum / count.max(1) as f64
+}
+
+fn fingerprint(cfg: &TrainConfig, train_samples: usize) -> serde_json::Value {
+    json!({
+        "method": cfg.method, "lora": cfg.lora, "freeze": cfg.freeze, "batch_size": cfg.batch_size,
+        "grad_accum": cfg.grad_accum, "seed": cfg.seed, "learning_rate": cfg.learning_rate,
+        "lr_scheduler": cfg.lr_scheduler, "max_seq_len": cfg.max_seq_len, "train_samples": train_samples,
+    })
+}
+
+fn write_metrics_line(path: &Path, line: &MetricsLine) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
+    writeln!(f, "{}", serde_json::to_string(line).unwrap()).map_err(|e| TrainError::io(path, e))
+}
+
+/// Keeps only the metrics of steps up to `step` (after a resume).
+fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s as usize <= step))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    deepfeed_model::fsutil::write_file_atomically(path, kept.as_bytes())?;
+    Ok(())
+}
+
+/// Runs a whole training job as configured.
+pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
+    cfg.validate()?;
+    let mut device = training_device();
+    if cfg.gradient_checkpointing {
+        device = device.gradient_checkpointing();
+    }
+    let mut model = Model::load(&cfg.model, &device)?;
+    let pad = model.tokenizer.pad_id.or(model.tokenizer.eos_ids.first().copied()).unwrap_or(0);
+
+    // data
+    let ctx = model.config.max_position_embeddings;
+    if cfg.max_seq_len > ctx {
+        return Err(TrainError::Config(format!("max_seq_len {} is longer than the model's context of {ctx} tokens", cfg.max_seq_len)));
+    }
+    let data = load_dataset(&cfg.data, &model.tokenizer, cfg.max_seq_len, cfg.train_on_prompt)?;
+    let truncated = data.stats.truncated;
+    let (train_set, val_set) = match &cfg.val_data {
+        Some(p) => (data.samples, load_dataset(p, &model.tokenizer, cfg.max_seq_len, cfg.train_on_prompt)?.samples),
+        None => split(data.samples, cfg.val_split, cfg.seed),
+    };
+    if train_set.is_empty() {
+        return Err(TrainError::Dataset(format!("{}: no training sample left after the validation split", cfg.data.display())));
+    }
+
+    // what trains
+    if cfg.method == Method::Lora {
+        match &cfg.adapter {
+            Some(dir) => {
+                let loaded = model.load_adapter(dir)?;
+                let _ = loaded;
+            }
+            None => {
+                model.add_lora(&cfg.lora.to_lora_config(), cfg.seed)?;
+            }
+        }
+        set_lora_training(&mut model, true);
+    }
+    let lora_cfg = match &cfg.adapter {
+        Some(dir) => Some(deepfeed_model::lora::LoraConfig { ..serde_json::from_slice(&std::fs::read(dir.join("adapter_config.json")).map_err(|e| TrainError::io(dir, e))?).map_err(|e| TrainError::Config(format!("{}: {e}", dir.display())))? }),
+        None => (cfg.method == Method::Lora).then(|| cfg.lora.to_lora_config()),
+    };
+    let trainable = select_trainable(&mut model, cfg)?;
+    let mut sizes = (0usize, 0usize);
+    for (name, p) in model.network.params_mut() {
+        sizes.1 += p.num_elements();
+        if trainable.contains(&name) {
+            sizes.0 += p.num_elements();
+        }
+    }
+
+    // schedule
+    let lengths: Vec<usize> = train_set.iter().map(|s| s.ids.len()).collect();
+    let batches_per_epoch = train_set.len().div_ceil(cfg.batch_size);
+    let steps_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);
+    let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs);
+    let warmup = if cfg.warmup_steps > 0 { cfg.warmup_steps } else { (cfg.warmup_ratio * total_steps as f64).ceil() as usize };
+    let eval_every = if cfg.eval_every > 0 { cfg.eval_every } else { steps_per_epoch };
+
+    let run_dir = &cfg.output_dir;
+    std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
+    let metrics_path = run_dir.join("metrics.jsonl");
+    let mut opt = AdamW::new(AdamWConfig { beta1: cfg.adam_beta1, beta2: cfg.adam_beta2, eps: cfg.adam_epsilon, weight_decay: cfg.weight_decay });
+    let plain = inference_device();
+    let fp = fingerprint(cfg, train_set.len());
+    let mut state = TrainerState { step: 0, total_steps, best_val_loss: None, evals_without_improvement: 0, optimizer_t: 0, fingerprint: fp.clone() };
+
+    if opts.resume {
+        let Some((_, dir)) = checkpoint::list_checkpoints(run_dir).pop() else {
+            return Err(TrainError::Config(format!("--resume: no checkpoint in {}", checkpoint::checkpoints_dir(run_dir).display())));
+        };
+        state = checkpoint::load(&dir, &mut model, &trainable, &mut opt, &plain)?;
+        if state.fingerprint != fp {
+            return Err(TrainError::Checkpoint {
+                path: dir,
+                message: format!("was made with different settings: {} (now {fp})", state.fingerprint),
+            });
+        }
+        truncate_metrics(&metrics_path, state.step)?;
+    } else {
+        if !checkpoint::list_checkpoints(run_dir).is_empty() {
+            return Err(TrainError::Config(format!(
+                "{} already holds checkpoints of an earlier run: pass --resume to continue it, or choose another output_dir",
+                run_dir.display()
+            )));
+        }
+        let _ = std::fs::remove_file(&metrics_path);
+    }
+    deepfeed_model::fsutil::write_file_atomically(&run_dir.join("config.yaml"), cfg.to_yaml().as_bytes())?;
+
+    // loop
+    let bar = if opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(total_steps as u64) };
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]").unwrap());
+    bar.set_position(state.step as u64);
+    let started = Instant::now();
+    let mut tokens_done = 0usize;
+    let mut last_loss = None;
+    let mut outcome = Outcome::Finished;
+    let mut epoch_cache: (usize, Vec<Vec<usize>>) = (usize::MAX, vec![]);
+    while state.step < total_steps {
+        let step = state.step;
+        // the micro-batches of this step, from a data order that depends only on (seed, epoch)
+        let mut micro: Vec<Vec<usize>> = Vec::new();
+        for k in 0..cfg.grad_accum {
+            let m = step * cfg.grad_accum + k;
+            let epoch = m / batches_per_epoch;
+            if epoch_cache.0 != epoch {
+                epoch_cache = (epoch, epoch_batches(&lengths, cfg.batch_size, cfg.seed, epoch));
+            }
+            micro.push(epoch_cache.1[m % batches_per_epoch].clone());
+        }
+        let step_tokens: usize = micro.iter().flatten().map(|&i| train_set[i].trained_tokens()).sum();
+        let t0 = Instant::now();
+        let mut loss_sum = 0.0;
+        let mut seq_tokens = 0;
+        let mut acc: Vec<(String, Tensor<1>)> = Vec::new();
+        for (k, mb) in micro.iter().enumerate() {
+            device.seed(cfg.seed ^ ((step * cfg.grad_accum + k) as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            let batch: Vec<&Sample> = mb.iter().map(|&i| &train_set[i]).collect();
+            seq_tokens += batch.iter().map(|s| s.ids.len()).sum::<usize>();
+            let (loss, _) = batch_loss(&model.network, &model.rotary, &batch, pad, &device);
+            // normalise by the trained tokens of the whole optimizer step
+            let loss = loss / step_tokens.max(1) as f64;
+            loss_sum += loss.clone().into_scalar::<f32>() as f64;
+            let grads = loss.backward();
+            let mut i = 0;
+            for (name, p) in model.network.params_mut() {
+                if !trainable.contains(&name) {
+                    continue;
+                }
+                let g = match &p {
+                    ParamMut::Vector(p) => p.val().grad(&grads),
+                    ParamMut::Matrix(p) => p.val().grad(&grads).map(|g| g.reshape([-1])),
+                };
+                let g = g.unwrap_or_else(|| Tensor::zeros([p.num_elements()], &plain));
+                if k == 0 {
+                    acc.push((name, g));
+                } else {
+                    acc[i].1 = acc[i].1.clone() + g;
+                }
+                i += 1;
+            }
+        }
+        let grad_norm = clip_global_norm(&mut acc, cfg.max_grad_norm);
+        let lr = learning_rate(cfg.lr_scheduler, cfg.learning_rate, step, warmup, total_steps);
+        opt.begin_step();
+        let mut grads = acc.into_iter();
+        for (name, mut p) in model.network.params_mut() {
+            if !trainable.contains(&name) {
+                continue;
+            }
+            let (_, g) = grads.next().expect("one gradient per trainable parameter");
+            let flat = match &p {
+                ParamMut::Vector(p) => p.val().detach(),
+                ParamMut::Matrix(p) => p.val().detach().reshape([-1]),
+            };
+            let flat = Tensor::<1>::from_data(flat.into_data(), &plain);
+            let updated = opt.update(&name, flat, g, lr);
+            let values = updated.into_data().try_into_vec::<f32>().expect("f32 parameters");
+            set_param_values(&mut p, values, true);
+        }
+        state.step += 1;
+        state.optimizer_t = opt.t;
+        tokens_done += seq_tokens;
+        last_loss = Some(loss_sum);
+        let tps = seq_tokens as f64 / t0.elapsed().as_secs_f64();
+
+        let mut val_loss = None;
+        let last_step = state.step == total_steps;
+        if !val_set.is_empty() && (state.step % eval_every == 0 || last_step) {
+            set_lora_training(&mut model, false);
+            let v = validation_loss(&model, &val_set, cfg.batch_size, pad);
+            set_lora_training(&mut model, true);
+            val_loss = Some(v);
+            if state.best_val_loss.is_none_or(|b| v < b) {
+                state.best_val_loss = Some(v);
+                state.evals_without_improvement = 0;
+            } else {
+                state.evals_without_improvement += 1;
+            }
+        }
+        write_metrics_line(&metrics_path, &MetricsLine {
+            step: state.step,
+            epoch: (state.step * cfg.grad_accum) as f64 / batches_per_epoch as f64,
+            loss: loss_sum,
+            lr,
+            grad_norm,
+            tokens: step_tokens,
+            tokens_per_second: tps,
+            val_loss,
+        })?;
+        bar.set_position(state.step as u64);
+        bar.set_message(format!("loss {loss_sum:.4} lr {lr:.2e} {tps:.0} tok/s{}", val_loss.map_or(String::new(), |v| format!(" val {v:.4}"))));
+
+        let stop_early = cfg.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p);
+        let interrupted = INTERRUPTED.load(Ordering::SeqCst) || opts.stop_after == Some(state.step);
+        if (cfg.save_every > 0 && state.step % cfg.save_every == 0) || interrupted || stop_early || last_step {
+            checkpoint::save(run_dir, &mut model, &trainable, &opt, &state, cfg.keep_last)?;
+        }
+        if stop_early {
+            outcome = Outcome::EarlyStopped;
+            break;
+        }
+        if interrupted {
+            outcome = Outcome::Interrupted;
+            break;
+        }
+    }
+    bar.finish_and_clear();
+
+    let output = if outcome == Outcome::Interrupted {
+        checkpoint::checkpoints_dir(run_dir).join(format!("step-{}", state.step))
+    } else {
+        set_lora_training(&mut model, false);
+        match &lora_cfg {
+            Some(lc) => {
+                let out = run_dir.join("adapter");
+                model.save_adapter(lc, &cfg.model.to_string_lossy(), &out)?;
+                out
+            }
+            None => {
+                let out = run_dir.join("model");
+                model.save_pretrained(&out, 2 << 30)?;
+                out
+            }
+        }
+    };
+    Ok(TrainSummary {
+        outcome,
+        steps: state.step,
+        total_steps,
+        final_train_loss: last_loss,
+        best_val_loss: state.best_val_loss,
+        train_samples: train_set.len(),
+        val_samples: val_set.len(),
+        truncated_samples: truncated,
+        trainable_parameters: sizes.0,
+        total_parameters: sizes.1,
+        tokens_per_second: tokens_done as f64 / started.elapsed().as_secs_f64(),
+        output,
+    })
+}
