@@ -2,9 +2,9 @@
 //! A `[r, in]`, B `[out, r]`, `scale = alpha / r` (rsLoRA: `alpha / sqrt(r)`). A starts
 //! Kaiming-uniform, B at zero, so a new adapter leaves the model unchanged.
 use burn::module::{Module, Param};
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -83,8 +83,9 @@ pub struct LoraAdapter {
     pub lora_b: Param<Tensor<2>>,
     pub scale: f64,
     pub dropout: f64,
-    /// Dropout is applied only while training.
-    pub training: bool,
+    /// While training: the seed of this step's dropout mask (drawn on the host so that a resumed
+    /// run repeats it exactly). `None`: no dropout (inference).
+    pub dropout_seed: Option<u64>,
 }
 
 impl LoraAdapter {
@@ -97,17 +98,21 @@ impl LoraAdapter {
             lora_b: Param::from_tensor(Tensor::zeros([out_f, cfg.r], device)),
             scale: cfg.scale(),
             dropout: cfg.lora_dropout,
-            training: false,
+            dropout_seed: None,
         }
     }
 
     /// x: [n, in] -> scale · B A x: [n, out]
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let x = if self.training && self.dropout > 0.0 {
-            let keep = x.random_like(Distribution::Bernoulli(1.0 - self.dropout));
-            x * keep / (1.0 - self.dropout)
-        } else {
-            x
+        let x = match self.dropout_seed {
+            Some(seed) if self.dropout > 0.0 => {
+                let [n, d] = x.dims();
+                let mut rng = StdRng::seed_from_u64(seed);
+                let keep = 1.0 - self.dropout;
+                let mask: Vec<f32> = (0..n * d).map(|_| if rng.random::<f64>() < keep { 1.0 / keep as f32 } else { 0.0 }).collect();
+                x.clone() * Tensor::<2>::from_data(TensorData::new(mask, [n, d]), &x.device())
+            }
+            _ => x,
         };
         x.matmul(self.lora_a.val().transpose()).matmul(self.lora_b.val().transpose()) * self.scale
     }

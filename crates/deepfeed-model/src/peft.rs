@@ -78,7 +78,7 @@ impl Model {
                 lora_b: Param::from_tensor(b),
                 scale: cfg.scale(),
                 dropout: cfg.lora_dropout,
-                training: false,
+                dropout_seed: None,
             });
             attached += 1;
         }

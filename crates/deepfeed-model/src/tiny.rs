@@ -33,6 +33,8 @@ pub struct TinySpec {
     pub max_position_embeddings: usize,
     pub tie_word_embeddings: bool,
     pub seed: u64,
+    /// Standard deviation of the random weights (transformers' `initializer_range`).
+    pub init_std: f32,
     /// A tokenizer.json to use instead of the built-in tiny one (e.g. the real DeepSeek one).
     pub tokenizer: Option<PathBuf>,
 }
@@ -50,6 +52,7 @@ impl TinySpec {
             max_position_embeddings: 2048,
             tie_word_embeddings: false,
             seed: 0,
+            init_std: 0.02,
             tokenizer: None,
         }
     }
@@ -126,7 +129,7 @@ pub fn write_tiny_model(spec: &TinySpec, out: &Path) -> Result<()> {
         "rms_norm_eps": 1e-6,
         "rope_theta": if a == Architecture::Llama { 10000.0 } else { 1000000.0 },
         "tie_word_embeddings": spec.tie_word_embeddings,
-        "initializer_range": 0.02,
+        "initializer_range": spec.init_std,
         "bos_token_id": bos,
         "eos_token_id": eos,
         "torch_dtype": "float32",
@@ -146,7 +149,7 @@ pub fn write_tiny_model(spec: &TinySpec, out: &Path) -> Result<()> {
         let data = match init {
             "ones" => vec![1.0; n],
             "zeros" => vec![0.0; n],
-            _ => normal(rng, n, 0.02),
+            _ => normal(rng, n, spec.init_std),
         };
         tensors.push((name, shape, data));
     };

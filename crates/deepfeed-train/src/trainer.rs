@@ -109,16 +109,17 @@ fn select_trainable(model: &mut Model, cfg: &TrainConfig) -> Result<Vec<String>>
             names.push(name);
         }
     }
-    if let Some(k) = matched_modules.iter().position(|m| !m) {
+    if let Some(k) = matched_modules.iter().position(|m| !m).filter(|_| cfg.method == Method::Freeze) {
         return Err(TrainError::Config(format!("freeze.trainable_modules: {:?} matches no parameter of this model", cfg.freeze.trainable_modules[k])));
     }
     Ok(names)
 }
 
-fn set_lora_training(model: &mut Model, training: bool) {
-    for (_, l) in model.network.linears_mut() {
+/// Turns LoRA dropout on with a fresh seed per adapter (`Some(seed)`), or off (`None`).
+fn set_lora_dropout(model: &mut Model, seed: Option<u64>) {
+    for (i, (_, l)) in model.network.linears_mut().into_iter().enumerate() {
         if let Some(a) = &mut l.lora {
-            a.training = training;
+            a.dropout_seed = seed.map(|s| s ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         }
     }
 }
@@ -228,7 +229,6 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
                 model.add_lora(&cfg.lora.to_lora_config(), cfg.seed)?;
             }
         }
-        set_lora_training(&mut model, true);
     }
     let lora_cfg = match &cfg.adapter {
         Some(dir) => Some(deepfeed_model::lora::LoraConfig { ..serde_json::from_slice(&std::fs::read(dir.join("adapter_config.json")).map_err(|e| TrainError::io(dir, e))?).map_err(|e| TrainError::Config(format!("{}: {e}", dir.display())))? }),
@@ -309,7 +309,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         let mut seq_tokens = 0;
         let mut acc: Vec<(String, Tensor<1>)> = Vec::new();
         for (k, mb) in micro.iter().enumerate() {
-            device.seed(cfg.seed ^ ((step * cfg.grad_accum + k) as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            set_lora_dropout(&mut model, Some(cfg.seed ^ ((step * cfg.grad_accum + k) as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)));
             let batch: Vec<&Sample> = mb.iter().map(|&i| &train_set[i]).collect();
             seq_tokens += batch.iter().map(|s| s.ids.len()).sum::<usize>();
             let (loss, _) = batch_loss(&model.network, &model.rotary, &batch, pad, &device);
@@ -362,9 +362,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         let mut val_loss = None;
         let last_step = state.step == total_steps;
         if !val_set.is_empty() && (state.step % eval_every == 0 || last_step) {
-            set_lora_training(&mut model, false);
+            set_lora_dropout(&mut model, None);
             let v = validation_loss(&model, &val_set, cfg.batch_size, pad);
-            set_lora_training(&mut model, true);
             val_loss = Some(v);
             if state.best_val_loss.is_none_or(|b| v < b) {
                 state.best_val_loss = Some(v);
@@ -405,7 +404,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     let output = if outcome == Outcome::Interrupted {
         checkpoint::checkpoints_dir(run_dir).join(format!("step-{}", state.step))
     } else {
-        set_lora_training(&mut model, false);
+        set_lora_dropout(&mut model, None);
         match &lora_cfg {
             Some(lc) => {
                 let out = run_dir.join("adapter");

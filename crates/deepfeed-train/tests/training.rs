@@ -1,0 +1,205 @@
+//! End-to-end training runs on tiny models: memorisation, resume equivalence, bad inputs.
+use std::path::{Path, PathBuf};
+
+use deepfeed_model::backend::inference_device;
+use deepfeed_model::generate::{generate, GenerateOptions};
+use deepfeed_model::tiny::{write_tiny_model, TinySpec};
+use deepfeed_model::{Architecture, ChatMessage, Model};
+use deepfeed_train::config::{LoraSection, Scheduler};
+use deepfeed_train::{train, Method, Outcome, RunOptions, TrainConfig};
+
+fn qa_pairs() -> Vec<(String, String)> {
+    let fruits = ["apple", "pear", "plum", "fig", "kiwi"];
+    (0..20)
+        .map(|i| (format!("What is the code of item {i}?"), format!("Item {i} is {} {}.", fruits[i % 5], 100 + i * 7)))
+        .collect()
+}
+
+fn write_jsonl(path: &Path, rows: &[(String, String)]) {
+    let text: String = rows
+        .iter()
+        .map(|(q, a)| serde_json::json!({"input_text": q, "target_text": a, "metadata": {"source": "test"}}).to_string() + "\n")
+        .collect();
+    std::fs::write(path, text).unwrap();
+}
+
+fn setup(dir: &Path) -> TrainConfig {
+    let model = dir.join("base");
+    write_tiny_model(&TinySpec { init_std: 0.2, ..TinySpec::tiny(Architecture::Qwen2) }, &model).unwrap();
+    let data = dir.join("train.jsonl");
+    write_jsonl(&data, &qa_pairs());
+    TrainConfig {
+        model,
+        data,
+        output_dir: dir.join("run"),
+        method: Method::Lora,
+        adapter: None,
+        lora: LoraSection { r: 16, alpha: 32.0, target_modules: vec!["all-linear".into()], ..Default::default() },
+        freeze: Default::default(),
+        val_data: None,
+        val_split: 0.0,
+        epochs: 1,
+        max_steps: None,
+        batch_size: 4,
+        grad_accum: 1,
+        learning_rate: 1e-2,
+        weight_decay: 0.0,
+        adam_beta1: 0.9,
+        adam_beta2: 0.999,
+        adam_epsilon: 1e-8,
+        lr_scheduler: Scheduler::Constant,
+        warmup_steps: 0,
+        warmup_ratio: 0.0,
+        max_grad_norm: 1.0,
+        max_seq_len: 128,
+        train_on_prompt: false,
+        seed: 7,
+        save_every: 0,
+        keep_last: 2,
+        eval_every: 0,
+        early_stopping_patience: None,
+        gradient_checkpointing: false,
+    }
+}
+
+fn quiet() -> RunOptions {
+    RunOptions { quiet: true, ..Default::default() }
+}
+
+fn greedy_answer(model: &Model, q: &str) -> String {
+    let prompt = model.tokenizer.apply_chat_template(&[ChatMessage::new("user", q)], true).unwrap();
+    let ids = model.tokenizer.encode(&prompt, false).unwrap();
+    generate(model, &ids, &GenerateOptions { max_new_tokens: 24, ..Default::default() }, &mut |_| {}).unwrap().text
+}
+
+#[test]
+fn lora_memorises_twenty_answers() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig { epochs: 250, learning_rate: 5e-3, lr_scheduler: Scheduler::Cosine, warmup_steps: 20, ..setup(d.path()) };
+    let summary = train(&cfg, &quiet()).unwrap();
+    assert_eq!(summary.outcome, Outcome::Finished);
+    assert_eq!(summary.steps, 5 * 250);
+    assert!(summary.final_train_loss.unwrap() < 0.05, "{summary:?}");
+    // a fresh load of base + the PEFT adapter answers every question exactly
+    let mut model = Model::load(&cfg.model, &inference_device()).unwrap();
+    model.load_adapter(&summary.output).unwrap();
+    let mut wrong = vec![];
+    for (q, a) in qa_pairs() {
+        let got = greedy_answer(&model, &q);
+        if got.trim() != a {
+            wrong.push(format!("{q} -> {got:?} (want {a:?})"));
+        }
+    }
+    assert!(wrong.is_empty(), "{} wrong (final loss {:?}):\n{}", wrong.len(), summary.final_train_loss, wrong.join("\n"));
+    // metrics.jsonl has one line per step, loss going down
+    let metrics = std::fs::read_to_string(cfg.output_dir.join("metrics.jsonl")).unwrap();
+    let losses: Vec<f64> = metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
+    assert_eq!(losses.len(), summary.steps);
+    assert!(losses[0] > 5.0 * losses[losses.len() - 1]);
+}
+
+fn losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn interrupted_and_resumed_run_equals_uninterrupted() {
+    let d = tempfile::tempdir().unwrap();
+    let base = TrainConfig {
+        epochs: 2,
+        grad_accum: 2,
+        batch_size: 3,
+        lr_scheduler: Scheduler::Cosine,
+        warmup_steps: 1,
+        weight_decay: 0.01,
+        lora: LoraSection { r: 4, alpha: 8.0, dropout: 0.1, target_modules: vec!["q_proj".into(), "v_proj".into()], ..Default::default() },
+        save_every: 2,
+        ..setup(d.path())
+    };
+    let whole = train(&TrainConfig { output_dir: d.path().join("whole"), ..base.clone() }, &quiet()).unwrap();
+    let cfg = TrainConfig { output_dir: d.path().join("split"), ..base.clone() };
+    let first = train(&cfg, &RunOptions { stop_after: Some(3), ..quiet() }).unwrap();
+    assert_eq!((first.outcome, first.steps), (Outcome::Interrupted, 3));
+    // a fresh start into the same run directory is refused: it would lose the checkpoints
+    let e = train(&cfg, &quiet()).unwrap_err().to_string();
+    assert!(e.contains("--resume"), "{e}");
+    let second = train(&cfg, &RunOptions { resume: true, ..quiet() }).unwrap();
+    assert_eq!(second.steps, whole.steps);
+    let (a, b) = (losses(&whole.output.parent().unwrap().to_path_buf()), losses(&cfg.output_dir));
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() < 1e-5, "step {}: {x} vs {y}", i + 1);
+    }
+    let wa = std::fs::read(whole.output.join("adapter_model.safetensors")).unwrap();
+    let wb = std::fs::read(second.output.join("adapter_model.safetensors")).unwrap();
+    assert_eq!(wa, wb, "final adapters differ");
+    // keep_last = 2
+    let ckpts: Vec<PathBuf> = std::fs::read_dir(cfg.output_dir.join("checkpoints")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(ckpts.len(), 2, "{ckpts:?}");
+}
+
+#[test]
+fn full_and_freeze_finetuning_learn() {
+    let d = tempfile::tempdir().unwrap();
+    let base = setup(d.path());
+    for (method, name) in [(Method::Full, "full"), (Method::Freeze, "freeze")] {
+        let mut cfg = TrainConfig { method, epochs: 3, learning_rate: 3e-3, output_dir: d.path().join(name), ..base.clone() };
+        cfg.freeze.trainable_layers = 1;
+        cfg.freeze.trainable_modules = vec!["lm_head".into()];
+        let s = train(&cfg, &quiet()).unwrap();
+        let l = losses(&cfg.output_dir);
+        assert!(l[l.len() - 1] < l[0], "{name}: {l:?}");
+        assert!(s.trainable_parameters < s.total_parameters || method == Method::Full);
+        // the saved model loads and differs from the base
+        let tuned = Model::load(&s.output, &inference_device()).unwrap();
+        let base = Model::load(&cfg.model, &inference_device()).unwrap();
+        let ids = base.tokenizer.encode("What is the code of item 3?", true).unwrap();
+        let a = tuned.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        let b = base.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        assert!(a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-3));
+    }
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = setup(d.path());
+    let err = |c: TrainConfig| train(&c, &quiet()).unwrap_err().to_string();
+
+    let mut c = cfg.clone();
+    c.lora.target_modules = vec!["qq_proj".into()];
+    assert!(err(c).contains("unknown LoRA target module \"qq_proj\""));
+
+    let mut c = cfg.clone();
+    c.lora.r = 0;
+    assert!(err(c).contains("rank"));
+
+    let empty = d.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let e = err(TrainConfig { data: empty, ..cfg.clone() });
+    assert!(e.contains("empty.jsonl") && e.contains("no usable sample"), "{e}");
+
+    let bad = d.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"input_text\": \"q\", \"target_text\": \"a\"}\n{\"input_text\": \"only a question\"}\n").unwrap();
+    let e = err(TrainConfig { data: bad, ..cfg.clone() });
+    assert!(e.contains("bad.jsonl:2:") && e.contains("target_text"), "{e}");
+
+    let e = err(TrainConfig { max_seq_len: 100_000, ..cfg.clone() });
+    assert!(e.contains("longer than the model's context"), "{e}");
+
+    let e = err(TrainConfig { batch_size: 0, ..cfg.clone() });
+    assert!(e.contains("batch_size"), "{e}");
+
+    // a corrupted checkpoint is reported on resume, and nothing is overwritten
+    let c = TrainConfig { max_steps: Some(2), save_every: 1, ..cfg.clone() };
+    train(&c, &quiet()).unwrap();
+    let state = c.output_dir.join("checkpoints/step-2/trainable.safetensors");
+    std::fs::write(&state, b"garbage").unwrap();
+    let e = train(&c, &RunOptions { resume: true, ..quiet() }).unwrap_err().to_string();
+    assert!(e.contains("checkpoint") && e.contains("step-2"), "{e}");
+    assert!(c.output_dir.join("checkpoints/step-1/trainable.safetensors").is_file());
+}
