@@ -1,5 +1,6 @@
 //! The `deepfeed` command line: parses arguments and calls the crates.
 mod bench;
+mod train_cmd;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -29,6 +30,12 @@ enum Command {
     Generate(GenerateArgs),
     /// Perplexity of a text or JSONL file under a model
     Perplexity(PerplexityArgs),
+    /// Fine-tune a model on a JSONL dataset (LoRA, full or freeze)
+    Train(train_cmd::TrainArgs),
+    /// Memory estimate of a training run (same as `train --dry-run`)
+    Estimate(train_cmd::TrainArgs),
+    /// Fold a LoRA adapter into its base model and save the result in Hugging Face layout
+    Merge(train_cmd::MergeArgs),
     /// Benchmarks (speed, with a peer on the same machine when available)
     Bench {
         #[command(subcommand)]
@@ -116,6 +123,9 @@ struct ChatArgs {
     /// Model directory (config.json, *.safetensors, tokenizer.json)
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter to apply
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// One-shot: answer this and exit
     #[arg(long)]
     prompt: Option<String>,
@@ -130,6 +140,9 @@ struct ChatArgs {
 struct GenerateArgs {
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter to apply
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     #[arg(long)]
     prompt: String,
     #[command(flatten)]
@@ -140,6 +153,9 @@ struct GenerateArgs {
 struct PerplexityArgs {
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter to apply
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Plain text (one document) or JSONL (one document per line: text, input_text+target_text, or messages)
     #[arg(long)]
     data: PathBuf,
@@ -154,8 +170,12 @@ struct PerplexityArgs {
     json: bool,
 }
 
-fn load(dir: &PathBuf) -> Result<Model> {
-    Ok(Model::load(dir, &inference_device())?)
+fn load(dir: &PathBuf, adapter: Option<&PathBuf>) -> Result<Model> {
+    let mut model = Model::load(dir, &inference_device())?;
+    if let Some(a) = adapter {
+        model.load_adapter(a)?;
+    }
+    Ok(model)
 }
 
 fn stream_print(s: &str) {
@@ -164,7 +184,7 @@ fn stream_print(s: &str) {
 }
 
 fn run_chat(args: ChatArgs) -> Result<()> {
-    let model = load(&args.model)?;
+    let model = load(&args.model, args.adapter.as_ref())?;
     let opts = args.gen.options();
     opts.validate()?;
     let mut messages = Vec::new();
@@ -205,7 +225,7 @@ fn run_chat(args: ChatArgs) -> Result<()> {
 }
 
 fn run_generate(args: GenerateArgs) -> Result<()> {
-    let model = load(&args.model)?;
+    let model = load(&args.model, args.adapter.as_ref())?;
     let ids = model.tokenizer.encode(&args.prompt, true)?;
     let g = generate(&model, &ids, &args.gen.options(), &mut stream_print)?;
     println!();
@@ -220,7 +240,7 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
 }
 
 fn run_perplexity(args: PerplexityArgs) -> Result<()> {
-    let model = load(&args.model)?;
+    let model = load(&args.model, args.adapter.as_ref())?;
     let opts = PerplexityOptions { context: args.context, stride: args.stride };
     opts.resolve(&model.config)?;
     let docs = read_documents(&model, &args.data)?;
@@ -281,6 +301,9 @@ fn main() {
         Command::Chat(a) => run_chat(a),
         Command::Generate(a) => run_generate(a),
         Command::Perplexity(a) => run_perplexity(a),
+        Command::Train(a) => train_cmd::run_train(a),
+        Command::Estimate(a) => train_cmd::run_train(a.dry_run()),
+        Command::Merge(a) => train_cmd::run_merge(a),
         Command::Bench { what } => bench::run(what),
     };
     if let Err(e) = result {

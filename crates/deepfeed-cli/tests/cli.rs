@@ -76,3 +76,63 @@ fn mistakes_give_one_line_errors() {
         assert!(err.contains(expect), "{args:?}: {err}");
     }
 }
+
+fn write_qa(path: &Path) {
+    let mut text = String::new();
+    for i in 0..12 {
+        text.push_str(&serde_json::json!({"input_text": format!("Code of item {i}?"), "target_text": format!("Item {i}: {}.", 100 + 7 * i)}).to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn train_chat_merge() {
+    let d = tempfile::tempdir().unwrap();
+    ok(&deepfeed(&["init-tiny", "--arch", "llama", "--out", "base"], d.path()));
+    write_qa(&d.path().join("qa.jsonl"));
+    std::fs::write(
+        d.path().join("run.yaml"),
+        "model: base\ndata: qa.jsonl\noutput_dir: runs/a\nlora:\n  r: 4\n  alpha: 8\n  target_modules: [all-linear]\nepochs: 2\nbatch_size: 4\nlearning_rate: 0.01\nval_split: 0.25\n",
+    )
+    .unwrap();
+    let dry = ok(&deepfeed(&["train", "run.yaml", "--dry-run"], d.path()));
+    assert!(dry.contains("memory estimate") && dry.contains("fits: yes"), "{dry}");
+    let out = ok(&deepfeed(&["train", "run.yaml", "--epochs", "3", "--json"], d.path()));
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["outcome"], "finished");
+    assert_eq!(s["steps"], 9, "3 epochs of 9 samples in batches of 4");
+    assert_eq!(s["val_samples"], 3);
+    for f in ["runs/a/adapter/adapter_config.json", "runs/a/adapter/adapter_model.safetensors", "runs/a/metrics.jsonl", "runs/a/config.yaml"] {
+        assert!(d.path().join(f).is_file(), "{f} missing");
+    }
+    ok(&deepfeed(&["chat", "--model", "base", "--adapter", "runs/a/adapter", "--prompt", "Code of item 3?", "--max-tokens", "5"], d.path()));
+    ok(&deepfeed(&["merge", "--model", "base", "--adapter", "runs/a/adapter", "--out", "merged"], d.path()));
+    // the merged model scores exactly like base + adapter
+    let ppl = |args: &[&str]| -> f64 {
+        let out = ok(&deepfeed(&[&["perplexity", "--data", "qa.jsonl", "--json"], args].concat(), d.path()));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["perplexity"].as_f64().unwrap()
+    };
+    let merged = ppl(&["--model", "merged"]);
+    let adapted = ppl(&["--model", "base", "--adapter", "runs/a/adapter"]);
+    let base = ppl(&["--model", "base"]);
+    assert!((merged - adapted).abs() / adapted < 1e-4, "{merged} vs {adapted}");
+    assert!(adapted < base, "training lowered perplexity: {adapted} vs {base}");
+
+    // mistakes
+    let e = one_line_error(&deepfeed(&["train", "run.yaml"], d.path()));
+    assert!(e.contains("--resume"), "{e}");
+    let e = one_line_error(&deepfeed(&["train", "--model", "base", "--data", "qa.jsonl"], d.path()));
+    assert!(e.contains("output_dir"), "{e}");
+    let e = one_line_error(&deepfeed(&["merge", "--model", "base", "--adapter", "runs/a/adapter", "--out", "merged"], d.path()));
+    assert!(e.contains("already exists"), "{e}");
+    let e = one_line_error(&deepfeed(&["chat", "--model", "base", "--adapter", "nope", "--prompt", "x"], d.path()));
+    assert!(e.contains("adapter_config.json"), "{e}");
+
+    // PEFT and transformers read what deepfeed wrote (needs python with torch, transformers, peft)
+    if let Ok(py) = std::env::var("DEEPFEED_PYTHON") {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_export.py");
+        let out = Command::new(py).arg(script).args(["base", "runs/a/adapter", "merged"]).current_dir(d.path()).output().unwrap();
+        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -223,6 +223,10 @@ pub fn generate(model: &Model, prompt_ids: &[u32], opts: &GenerateOptions, on_te
             logits = model.next_logits(&[next], &mut cache)?;
         }
     }
+    // generation ended inside a multi-byte character: drop the incomplete tail
+    while finish == FinishReason::Length && text.ends_with('\u{FFFD}') {
+        text.pop();
+    }
     if emitted < text.len() {
         emit(&text[emitted..], on_text);
     }

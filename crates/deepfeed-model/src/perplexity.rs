@@ -29,11 +29,11 @@ pub struct PerplexityReport {
 
 /// Sum of the NLL of every token of `ids` but the first, and how many were scored.
 ///
-/// Each forward pass scores up to `stride` new tokens (at most `context - 1`) and fills the rest of
+/// Each forward pass scores up to `stride` new tokens (`stride < context`) and fills the rest of
 /// its `context`-token window with the tokens before them, so every token is scored exactly once
 /// with at least `context - stride` tokens of left context (when the text has them).
 pub fn score_ids(model: &Model, ids: &[u32], context: usize, stride: usize) -> Result<(f64, usize)> {
-    let step = stride.min(context - 1).max(1);
+    let step = stride.clamp(1, context.max(2) - 1);
     let (mut sum, mut count) = (0.0f64, 0usize);
     let mut first = 1; // first token not scored yet
     while first < ids.len() {
@@ -93,15 +93,15 @@ impl PerplexityOptions {
     /// The (context, stride) to use for `cfg`, checked.
     pub fn resolve(&self, cfg: &crate::config::ModelConfig) -> Result<(usize, usize)> {
         let context = self.context.unwrap_or(cfg.max_position_embeddings.min(1024));
-        let stride = self.stride.unwrap_or(context);
+        let stride = self.stride.unwrap_or(context.saturating_sub(1));
         if context < 2 || context > cfg.max_position_embeddings {
             return Err(ModelError::Invalid(format!(
                 "context must be between 2 and the model's {} positions, found {context}",
                 cfg.max_position_embeddings
             )));
         }
-        if stride == 0 || stride > context {
-            return Err(ModelError::Invalid(format!("stride must be between 1 and context ({context}), found {stride}")));
+        if stride == 0 || stride >= context {
+            return Err(ModelError::Invalid(format!("stride must be between 1 and context - 1 ({}), found {stride}", context - 1)));
         }
         Ok((context, stride))
     }

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
     /// No progress bar or per-step lines.
     pub quiet: bool,
+    /// Train even when the memory estimate says the run will not fit.
+    pub ignore_memory_check: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -196,6 +198,14 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
 /// Runs a whole training job as configured.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     cfg.validate()?;
+    let model_config = deepfeed_model::ModelConfig::from_dir(&cfg.model)?;
+    let ctx = model_config.max_position_embeddings;
+    if cfg.max_seq_len > ctx {
+        return Err(TrainError::Config(format!("max_seq_len {} is longer than the model's context of {ctx} tokens", cfg.max_seq_len)));
+    }
+    if !opts.ignore_memory_check {
+        crate::estimate::check_fits(&crate::estimate::estimate(&model_config, cfg)?, cfg)?;
+    }
     let mut device = training_device();
     if cfg.gradient_checkpointing {
         device = device.gradient_checkpointing();
@@ -204,10 +214,6 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     let pad = model.tokenizer.pad_id.or(model.tokenizer.eos_ids.first().copied()).unwrap_or(0);
 
     // data
-    let ctx = model.config.max_position_embeddings;
-    if cfg.max_seq_len > ctx {
-        return Err(TrainError::Config(format!("max_seq_len {} is longer than the model's context of {ctx} tokens", cfg.max_seq_len)));
-    }
     let data = load_dataset(&cfg.data, &model.tokenizer, cfg.max_seq_len, cfg.train_on_prompt)?;
     let truncated = data.stats.truncated;
     let (train_set, val_set) = match &cfg.val_data {
