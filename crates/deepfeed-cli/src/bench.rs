@@ -12,6 +12,7 @@ use deepfeed_model::tiny::{write_tiny_model, TinySpec};
 use deepfeed_model::{Architecture, Model};
 
 const PEER_SCRIPT: &str = include_str!("../../../scripts/bench_forward.py");
+const TRAIN_PEER_SCRIPT: &str = include_str!("../../../scripts/bench_train.py");
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -34,6 +35,37 @@ pub enum BenchCommand {
         #[arg(long)]
         no_peer: bool,
     },
+    /// LoRA training tokens/s and peak memory, deepfeed vs PyTorch + PEFT on the same model
+    Train(TrainBench),
+}
+
+#[derive(clap::Args)]
+pub struct TrainBench {
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 512)]
+    hidden: usize,
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 256)]
+    seq_len: usize,
+    /// Timed steps (median reported), after the warm-up steps
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    #[arg(long, default_value_t = 16)]
+    lora_r: usize,
+    #[arg(long, default_value = "q_proj,v_proj")]
+    target_modules: String,
+    /// tokenizer.json for the benchmark model (default: the built-in 500-token one)
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Python with torch + transformers + peft for the peer measurement
+    #[arg(long, default_value = "python3")]
+    python: String,
+    #[arg(long)]
+    no_peer: bool,
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -41,7 +73,87 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Forward { model, prompt_len, gen_tokens, runs, python, no_peer } => {
             forward(model, prompt_len, gen_tokens.max(2), runs.max(1), (!no_peer).then_some(python))
         }
+        BenchCommand::Train(b) => train_bench(b),
     }
+}
+
+fn train_bench(b: TrainBench) -> Result<()> {
+    let scratch = std::env::temp_dir().join(format!("deepfeed-bench-train-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let heads = (b.hidden / 64).max(1);
+    let spec = TinySpec {
+        hidden_size: b.hidden,
+        intermediate_size: b.hidden * 11 / 4,
+        num_hidden_layers: b.layers,
+        num_attention_heads: heads,
+        num_key_value_heads: heads,
+        tokenizer: b.tokenizer.clone(),
+        ..TinySpec::tiny(Architecture::Llama)
+    };
+    let model_dir = scratch.join("model");
+    write_tiny_model(&spec, &model_dir)?;
+    // text long enough to fill seq_len tokens once tokenized; truncation makes every sample seq_len
+    let words = ["deepfeed", "trains", "models", "on", "your", "own", "data", "深度", "求索", "学习", "数据", "2026", "LoRA", "adapter"];
+    let total = (b.warmup + b.steps) * b.batch_size;
+    let mut data = String::new();
+    for i in 0..total {
+        let text: Vec<&str> = (0..b.seq_len * 2).map(|j| words[(i * 7 + j * 13 + j / 5) % words.len()]).collect();
+        data.push_str(&serde_json::json!({ "text": text.join(" ") }).to_string());
+        data.push('\n');
+    }
+    std::fs::write(scratch.join("data.jsonl"), data)?;
+    let run_dir = scratch.join("run");
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .arg("train")
+        .args(["--model".as_ref(), model_dir.as_os_str(), "--data".as_ref(), scratch.join("data.jsonl").as_os_str(), "--output-dir".as_ref(), run_dir.as_os_str()])
+        .args(["--max-steps", &(b.warmup + b.steps).to_string(), "--batch-size", &b.batch_size.to_string(), "--max-seq-len", &b.seq_len.to_string()])
+        .args(["--lora-r", &b.lora_r.to_string(), "--lora-alpha", &(2 * b.lora_r).to_string(), "--target-modules", &b.target_modules])
+        .args(["--lr", "1e-4", "--lr-scheduler", "constant", "--max-grad-norm", "0", "--json"])
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!("deepfeed train failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl"))?;
+    let tps: Vec<f64> = metrics
+        .lines()
+        .skip(b.warmup)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["tokens_per_second"].as_f64())
+        .collect();
+    let ours = (median(tps), summary["peak_rss_mib"].as_f64().unwrap_or(f64::NAN));
+    let cfg = deepfeed_model::ModelConfig::from_dir(&model_dir)?;
+    println!(
+        "deepfeed bench train: LoRA r={} on {}, {} layers, hidden {}, vocab {} ({:.1}M params), batch {} x seq {}, median of {} steps after {} warm-up, {} threads",
+        b.lora_r, b.target_modules, b.layers, b.hidden, cfg.vocab_size, cfg.num_parameters() as f64 / 1e6, b.batch_size, b.seq_len, b.steps, b.warmup,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("{:<22} {:>12} {:>14}", "engine", "tokens/s", "peak RSS MiB");
+    println!("{:<22} {:>12.1} {:>14.0}", "deepfeed (burn flex)", ours.0, ours.1);
+    if b.no_peer {
+        println!("(no PyTorch peer: skipped)");
+    } else {
+        let script = scratch.join("bench_train.py");
+        std::fs::write(&script, TRAIN_PEER_SCRIPT)?;
+        let out = Command::new(&b.python)
+            .arg(&script)
+            .arg(&model_dir)
+            .args([b.batch_size, b.seq_len, b.steps, b.warmup, b.lora_r].map(|x| x.to_string()))
+            .args([(2 * b.lora_r).to_string(), b.target_modules.clone()])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let v: serde_json::Value = serde_json::from_slice(o.stdout.trim_ascii())?;
+                let (t, m) = (v["tokens_per_second"].as_f64().unwrap_or(f64::NAN), v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN));
+                println!("{:<22} {:>12.1} {:>14.0}", "PyTorch + PEFT", t, m);
+                println!("ratio (deepfeed / PyTorch): speed {:.2}x, memory {:.2}x", ours.0 / t, ours.1 / m);
+            }
+            Ok(o) => println!("(no PyTorch peer: {})", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("failed")),
+            Err(e) => println!("(no PyTorch peer: cannot run {}: {e})", b.python),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -202,7 +202,12 @@ impl TrainConfig {
     pub fn from_yaml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         let mut cfg: TrainConfig =
-            serde_saphyr::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+            serde_saphyr::from_str(&text).map_err(|e| {
+                // the first line says what and where; the rest is a source snippet
+                let msg = e.to_string();
+                let first = msg.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+                TrainError::Config(format!("{}: {first}", path.display()))
+            })?;
         let base = path.parent().unwrap_or(Path::new(""));
         for p in [Some(&mut cfg.model), Some(&mut cfg.data), Some(&mut cfg.output_dir), cfg.adapter.as_mut(), cfg.val_data.as_mut()].into_iter().flatten() {
             if p.is_relative() {

@@ -6,8 +6,8 @@ pub enum TrainError {
     #[error(transparent)]
     Model(#[from] deepfeed_model::ModelError),
 
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
 
     /// A problem in the training configuration (YAML field or CLI flag).
     #[error("{0}")]
@@ -31,6 +31,6 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
 impl TrainError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        TrainError::Io { path: path.into(), source }
+        TrainError::Io { path: path.into(), err: source }
     }
 }

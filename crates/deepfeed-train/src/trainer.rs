@@ -59,6 +59,8 @@ pub struct TrainSummary {
     pub trainable_parameters: usize,
     pub total_parameters: usize,
     pub tokens_per_second: f64,
+    /// Peak resident memory of this process (VmHWM), when known.
+    pub peak_rss_mib: Option<f64>,
     /// Where the result was written (adapter/ or model/), or the last checkpoint when interrupted.
     pub output: std::path::PathBuf,
 }
@@ -72,6 +74,10 @@ struct MetricsLine {
     grad_norm: f64,
     tokens: usize,
     tokens_per_second: f64,
+    /// Where the step's time went, in milliseconds (forward includes the loss).
+    forward_ms: f64,
+    backward_ms: f64,
+    optimizer_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     val_loss: Option<f64>,
 }
@@ -195,6 +201,13 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     Ok(())
 }
 
+/// VmHWM of /proc/self/status.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 /// Runs a whole training job as configured.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     cfg.validate()?;
@@ -314,14 +327,18 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         let mut loss_sum = 0.0;
         let mut seq_tokens = 0;
         let mut acc: Vec<(String, Tensor<1>)> = Vec::new();
+        let (mut fwd_s, mut bwd_s) = (0.0, 0.0);
         for (k, mb) in micro.iter().enumerate() {
             set_lora_dropout(&mut model, Some(cfg.seed ^ ((step * cfg.grad_accum + k) as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)));
             let batch: Vec<&Sample> = mb.iter().map(|&i| &train_set[i]).collect();
             seq_tokens += batch.iter().map(|s| s.ids.len()).sum::<usize>();
+            let tf = Instant::now();
             let (loss, _) = batch_loss(&model.network, &model.rotary, &batch, pad, &device);
             // normalise by the trained tokens of the whole optimizer step
             let loss = loss / step_tokens.max(1) as f64;
             loss_sum += loss.clone().into_scalar::<f32>() as f64;
+            fwd_s += tf.elapsed().as_secs_f64();
+            let tb = Instant::now();
             let grads = loss.backward();
             let mut i = 0;
             for (name, p) in model.network.params_mut() {
@@ -340,7 +357,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
                 }
                 i += 1;
             }
+            bwd_s += tb.elapsed().as_secs_f64();
         }
+        let to = Instant::now();
         let grad_norm = clip_global_norm(&mut acc, cfg.max_grad_norm);
         let lr = learning_rate(cfg.lr_scheduler, cfg.learning_rate, step, warmup, total_steps);
         opt.begin_step();
@@ -359,6 +378,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             let values = updated.into_data().try_into_vec::<f32>().expect("f32 parameters");
             set_param_values(&mut p, values, true);
         }
+        let opt_s = to.elapsed().as_secs_f64();
         state.step += 1;
         state.optimizer_t = opt.t;
         tokens_done += seq_tokens;
@@ -386,6 +406,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             grad_norm,
             tokens: step_tokens,
             tokens_per_second: tps,
+            forward_ms: fwd_s * 1e3,
+            backward_ms: bwd_s * 1e3,
+            optimizer_ms: opt_s * 1e3,
             val_loss,
         })?;
         bar.set_position(state.step as u64);
@@ -436,6 +459,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         trainable_parameters: sizes.0,
         total_parameters: sizes.1,
         tokens_per_second: tokens_done as f64 / started.elapsed().as_secs_f64(),
+        peak_rss_mib: peak_rss_mib(),
         output,
     })
 }

@@ -203,3 +203,25 @@ fn bad_inputs_give_clear_errors() {
     assert!(e.contains("checkpoint") && e.contains("step-2"), "{e}");
     assert!(c.output_dir.join("checkpoints/step-1/trainable.safetensors").is_file());
 }
+
+#[test]
+fn example_configs_parse_and_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let cfg = TrainConfig::from_yaml_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            cfg.validate().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(cfg.data.is_file(), "{}: data {} missing", p.display(), cfg.data.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 4);
+    // a typo in a field name is an error, not a silent default
+    let bad = tempfile::tempdir().unwrap();
+    let f = bad.path().join("x.yaml");
+    std::fs::write(&f, "model: m\ndata: d\noutput_dir: o\nlearning_rte: 0.1\n").unwrap();
+    let e = TrainConfig::from_yaml_file(&f).unwrap_err().to_string();
+    assert!(e.contains("learning_rte") && e.contains("x.yaml"), "{e}");
+}
