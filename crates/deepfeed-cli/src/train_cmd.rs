@@ -72,6 +72,9 @@ pub struct TrainArgs {
     max_seq_len: Option<usize>,
     #[arg(long)]
     train_on_prompt: bool,
+    /// Pack several samples per sequence
+    #[arg(long)]
+    packing: bool,
     #[arg(long)]
     seed: Option<u64>,
     #[arg(long)]
@@ -153,6 +156,7 @@ impl TrainArgs {
         put("max_grad_norm", self.max_grad_norm.map(|x| json!(x)));
         put("max_seq_len", self.max_seq_len.map(|x| json!(x)));
         put("train_on_prompt", self.train_on_prompt.then_some(json!(true)));
+        put("packing", self.packing.then_some(json!(true)));
         put("seed", self.seed.map(|x| json!(x)));
         put("save_every", self.save_every.map(|x| json!(x)));
         put("keep_last", self.keep_last.map(|x| json!(x)));

@@ -176,6 +176,9 @@ pub struct TrainConfig {
     pub max_grad_norm: f64,
     #[serde(default = "d_seq")]
     pub max_seq_len: usize,
+    /// Pack several samples into each sequence of max_seq_len tokens (no attention across them).
+    #[serde(default)]
+    pub packing: bool,
     /// Also compute the loss on prompt tokens.
     #[serde(default)]
     pub train_on_prompt: bool,

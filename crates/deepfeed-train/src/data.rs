@@ -21,13 +21,20 @@ use serde_json::Value;
 use crate::error::{Result, TrainError};
 
 /// One training sequence: `ids[t]` is trained (predicted from `ids[..t]`) where `train[t]`.
-#[derive(Debug, Clone, PartialEq)]
+/// A packed sequence holds several samples back to back: `segments` lists their lengths, and
+/// no token attends across a segment boundary (empty = one segment).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Sample {
     pub ids: Vec<u32>,
     pub train: Vec<bool>,
+    pub segments: Vec<usize>,
 }
 
 impl Sample {
+    pub fn new(ids: Vec<u32>, train: Vec<bool>) -> Self {
+        Sample { ids, train, segments: vec![] }
+    }
+
     /// Number of tokens that carry loss (position 0 never does: nothing predicts it).
     pub fn trained_tokens(&self) -> usize {
         self.train.iter().skip(1).filter(|&&t| t).count()
@@ -83,7 +90,7 @@ fn encode_messages(tok: &TextTokenizer, messages: &[ChatMessage]) -> deepfeed_mo
             b.push(&format!("{}\n", m.content), m.role == "assistant")?;
         }
         b.close(true);
-        return Ok(Sample { ids: b.ids, train: b.train });
+        return Ok(Sample::new(b.ids, b.train));
     }
     let mut rendered = String::new();
     let mut consistent = true;
@@ -110,7 +117,7 @@ fn encode_messages(tok: &TextTokenizer, messages: &[ChatMessage]) -> deepfeed_mo
         }
     }
     if consistent {
-        return Ok(Sample { ids: b.ids, train: b.train });
+        return Ok(Sample::new(b.ids, b.train));
     }
     // the template rewrites earlier turns (e.g. R1 drops old <think> blocks): train the last answer only
     let last = messages.iter().rposition(|m| m.role == "assistant").unwrap_or(messages.len());
@@ -121,7 +128,7 @@ fn encode_messages(tok: &TextTokenizer, messages: &[ChatMessage]) -> deepfeed_mo
     let answer = full.strip_prefix(prompt.as_str()).map(String::from).unwrap_or_else(|| messages[last].content.clone());
     b.push(&answer, true)?;
     b.close(true);
-    Ok(Sample { ids: b.ids, train: b.train })
+    Ok(Sample::new(b.ids, b.train))
 }
 
 /// Parses one JSONL record into a sample.
@@ -155,7 +162,7 @@ fn encode_record(tok: &TextTokenizer, v: &Value) -> std::result::Result<Sample, 
         let ids = tok.encode(text, true).map_err(model_err)?;
         let mut b = Builder { tok, train: vec![true; ids.len()], ids };
         b.close(true);
-        return Ok(Sample { ids: b.ids, train: b.train });
+        return Ok(Sample::new(b.ids, b.train));
     }
     if v.get("input_text").is_some() || v.get("target_text").is_some() {
         return Err("needs both `input_text` and `target_text`".into());
@@ -223,6 +230,30 @@ pub fn split(samples: Vec<Sample>, fraction: f64, seed: u64) -> (Vec<Sample>, Ve
     (train, val)
 }
 
+/// Packs samples into sequences of at most `max_len` tokens (first fit, in a seeded order), so
+/// that short samples do not waste compute on padding. The first token of each segment is never
+/// trained (nothing in its own segment predicts it).
+pub fn pack(samples: &[Sample], max_len: usize, seed: u64) -> Vec<Sample> {
+    let mut idx: Vec<usize> = (0..samples.len()).collect();
+    idx.shuffle(&mut StdRng::seed_from_u64(seed ^ 0xFACC_ED00));
+    let mut rows: Vec<Sample> = Vec::new();
+    for i in idx {
+        let s = &samples[i];
+        let row = match rows.iter_mut().find(|r| r.ids.len() + s.ids.len() <= max_len) {
+            Some(r) => r,
+            None => {
+                rows.push(Sample::default());
+                rows.last_mut().unwrap()
+            }
+        };
+        row.ids.extend(&s.ids);
+        row.train.push(false);
+        row.train.extend(&s.train[1..]);
+        row.segments.push(s.ids.len());
+    }
+    rows
+}
+
 /// The batches of one epoch, as indices into the samples: shuffled with `seed + epoch`, grouped
 /// by length inside windows of 50 batches so that padding stays small, then shuffled again.
 pub fn epoch_batches(lengths: &[usize], batch_size: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
@@ -255,8 +286,20 @@ mod tests {
     }
 
     #[test]
+    fn packing_keeps_every_token_once() {
+        let samples: Vec<Sample> = (1..=9).map(|n| Sample::new(vec![n; n as usize], vec![true; n as usize])).collect();
+        let rows = pack(&samples, 12, 0);
+        assert!(rows.iter().all(|r| r.ids.len() <= 12 && r.segments.iter().sum::<usize>() == r.ids.len()));
+        let tokens: usize = rows.iter().map(|r| r.ids.len()).sum();
+        assert_eq!(tokens, (1..=9).sum::<usize>());
+        let trained: usize = rows.iter().map(|r| r.trained_tokens() + 1).sum::<usize>() - rows.len();
+        assert_eq!(trained, samples.iter().map(|s| s.trained_tokens()).sum::<usize>());
+        assert!(rows.len() < samples.len());
+    }
+
+    #[test]
     fn split_is_seeded_and_disjoint() {
-        let samples: Vec<Sample> = (0..10).map(|i| Sample { ids: vec![i, i], train: vec![true, true] }).collect();
+        let samples: Vec<Sample> = (0..10).map(|i| Sample::new(vec![i, i], vec![true, true])).collect();
         let (t, v) = split(samples.clone(), 0.2, 3);
         assert_eq!((t.len(), v.len()), (8, 2));
         assert!(v.iter().all(|s| !t.contains(s)));

@@ -150,9 +150,21 @@ pub fn batch_loss(network: &LlamaForCausalLm, rotary: &Rotary, batch: &[&Sample]
         }
     }
     let tokens = weights.iter().filter(|&&w| w > 0.0).count();
-    let positions: Vec<usize> = (0..b).flat_map(|_| 0..s).collect();
+    // positions restart at 0 in every packed segment; padding continues the last one
+    let mut positions = Vec::with_capacity(b * s);
+    for x in batch {
+        if x.segments.is_empty() {
+            positions.extend(0..x.ids.len());
+        }
+        for &len in &x.segments {
+            positions.extend(0..len);
+        }
+        let next = positions.last().map_or(0, |p| p + 1);
+        positions.extend(next..next + (s - x.ids.len()));
+    }
+    let mask = batch.iter().any(|x| x.segments.len() > 1).then(|| segment_mask(batch, s, device));
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), device);
-    let hidden = network.forward_hidden(ids, rotary, &positions, None, None); // [b, s, h]
+    let hidden = network.forward_hidden(ids, rotary, &positions, mask, None); // [b, s, h]
     let [_, _, h] = hidden.dims();
     let hidden = hidden.slice([0..b, 0..s - 1, 0..h]); // position t predicts token t+1
     let logp = log_softmax(network.logits(hidden), 2); // [b, s-1, V]
@@ -160,6 +172,28 @@ pub fn batch_loss(network: &LlamaForCausalLm, rotary: &Rotary, batch: &[&Sample]
     let weights = Tensor::<2>::from_data(TensorData::new(weights, [b, s - 1]), device);
     let picked = logp.gather(2, targets).reshape([b, s - 1]); // log p(target)
     ((picked * weights).sum().neg(), tokens)
+}
+
+/// Additive attention mask [b, 1, s, s] for packed rows: causal inside each segment, -inf across
+/// segments (padding forms a segment of its own).
+fn segment_mask(batch: &[&Sample], s: usize, device: &Device) -> Tensor<4> {
+    let mut m = vec![f32::NEG_INFINITY; batch.len() * s * s];
+    for (r, x) in batch.iter().enumerate() {
+        let mut seg_of = Vec::with_capacity(s);
+        let segs = if x.segments.is_empty() { vec![x.ids.len()] } else { x.segments.clone() };
+        for (k, &len) in segs.iter().enumerate() {
+            seg_of.extend(std::iter::repeat_n(k, len));
+        }
+        seg_of.resize(s, usize::MAX);
+        for i in 0..s {
+            for j in 0..=i {
+                if seg_of[i] == seg_of[j] {
+                    m[(r * s + i) * s + j] = 0.0;
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(m, [batch.len(), 1, s, s]), device)
 }
 
 /// Mean NLL per trained token over `samples`, without recording gradients.
@@ -233,6 +267,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         Some(p) => (data.samples, load_dataset(p, &model.tokenizer, cfg.max_seq_len, cfg.train_on_prompt)?.samples),
         None => split(data.samples, cfg.val_split, cfg.seed),
     };
+    let train_set = if cfg.packing { crate::data::pack(&train_set, cfg.max_seq_len, cfg.seed) } else { train_set };
     if train_set.is_empty() {
         return Err(TrainError::Dataset(format!("{}: no training sample left after the validation split", cfg.data.display())));
     }

@@ -40,7 +40,7 @@ impl Reference {
     fn batch(&self) -> Vec<Sample> {
         let ids: Vec<Vec<u32>> = serde_json::from_value(self.json["input_ids"].clone()).unwrap();
         let labels: Vec<Vec<i64>> = serde_json::from_value(self.json["labels"].clone()).unwrap();
-        ids.into_iter().zip(labels).map(|(ids, l)| Sample { train: l.iter().map(|&x| x != -100).collect(), ids }).collect()
+        ids.into_iter().zip(labels).map(|(ids, l)| Sample::new(ids, l.iter().map(|&x| x != -100).collect())).collect()
     }
 }
 

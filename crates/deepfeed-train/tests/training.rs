@@ -53,6 +53,7 @@ fn setup(dir: &Path) -> TrainConfig {
         max_grad_norm: 1.0,
         max_seq_len: 128,
         train_on_prompt: false,
+        packing: false,
         seed: 7,
         save_every: 0,
         keep_last: 2,
@@ -224,4 +225,27 @@ fn example_configs_parse_and_validate() {
     std::fs::write(&f, "model: m\ndata: d\noutput_dir: o\nlearning_rte: 0.1\n").unwrap();
     let e = TrainConfig::from_yaml_file(&f).unwrap_err().to_string();
     assert!(e.contains("learning_rte") && e.contains("x.yaml"), "{e}");
+}
+
+/// A packed batch gives exactly the loss and gradients of the same samples unpacked.
+#[test]
+fn packed_batch_equals_separate_samples() {
+    use deepfeed_model::backend::training_device;
+    use deepfeed_train::data::{load_dataset, pack, Sample};
+    use deepfeed_train::trainer::batch_loss;
+    let d = tempfile::tempdir().unwrap();
+    let cfg = setup(d.path());
+    let model = Model::load(&cfg.model, &training_device()).unwrap();
+    let data = load_dataset(&cfg.data, &model.tokenizer, 128, false).unwrap().samples;
+    let samples = &data[..6];
+    let packed = pack(samples, 128, 1);
+    assert!(packed.len() < samples.len() && packed.iter().any(|p| p.segments.len() > 1));
+    let device = training_device();
+    let refs: Vec<&Sample> = samples.iter().collect();
+    let (a, na) = batch_loss(&model.network, &model.rotary, &refs, 2, &device);
+    let prefs: Vec<&Sample> = packed.iter().collect();
+    let (b, nb) = batch_loss(&model.network, &model.rotary, &prefs, 2, &device);
+    assert_eq!(na, nb);
+    let (a, b) = (a.into_scalar::<f32>(), b.into_scalar::<f32>());
+    assert!((a - b).abs() / a < 1e-5, "unpacked {a} vs packed {b}");
 }
