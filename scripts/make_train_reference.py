@@ -21,6 +21,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = os.path.join(ROOT, "crates", "deepfeed-model", "tests", "fixtures", "llama")
 OUT = os.path.join(ROOT, "crates", "deepfeed-train", "tests", "fixtures", "lora_llama")
+OUT_DORA = os.path.join(ROOT, "crates", "deepfeed-train", "tests", "fixtures", "dora_llama")
 LR, WD, BETAS, EPS = 1e-2, 0.01, (0.9, 0.999), 1e-8
 TARGETS = ["q_proj", "v_proj", "o_proj", "down_proj"]
 
@@ -75,13 +76,7 @@ def main():
         for name, p in peft_model.named_parameters():
             if "lora_" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    peft_model.save_pretrained(OUT)
-    os.remove(os.path.join(OUT, "README.md"))  # PEFT's model card template
-    with open(os.path.join(OUT, "adapter_config.json")) as f:
-        adapter_config = json.load(f)
-    adapter_config["base_model_name_or_path"] = "deepfeed-model/tests/fixtures/llama"  # not this machine's path
-    with open(os.path.join(OUT, "adapter_config.json"), "w") as f:
-        json.dump(adapter_config, f, indent=2, sort_keys=True)
+    save_adapter(peft_model, OUT)
     peft_model.eval()
     with torch.no_grad():
         tensors["lora.logits"] = peft_model(text_ids).logits[0].contiguous()
@@ -98,11 +93,51 @@ def main():
         tensors["lora.after_step." + name] = p.detach().contiguous()
 
     save_file(tensors, os.path.join(OUT, "reference.safetensors"))
+    dora(ids_t, labels_t, text_ids)
     with open(os.path.join(OUT, "reference.json"), "w") as f:
         json.dump({"input_ids": ids, "labels": labels, "text_ids": text_ids[0].tolist(), "lr": LR, "weight_decay": WD,
                    "betas": BETAS, "eps": EPS, "r": 4, "lora_alpha": 8, "target_modules": TARGETS}, f, indent=1)
     size = sum(os.path.getsize(os.path.join(OUT, x)) for x in os.listdir(OUT))
     print(f"lora loss {tensors['lora.loss'].item():.6f}, full loss {tensors['full.loss'].item():.6f}, fixture {size/1024:.0f} KiB")
+
+
+def save_adapter(peft_model, out):
+    peft_model.save_pretrained(out)
+    os.remove(os.path.join(out, "README.md"))  # PEFT's model card template
+    with open(os.path.join(out, "adapter_config.json")) as f:
+        adapter_config = json.load(f)
+    adapter_config["base_model_name_or_path"] = "deepfeed-model/tests/fixtures/llama"  # not this machine's path
+    with open(os.path.join(out, "adapter_config.json"), "w") as f:
+        json.dump(adapter_config, f, indent=2, sort_keys=True)
+
+
+def dora(ids_t, labels_t, text_ids):
+    """DoRA: LoRA with a learned magnitude per output row (Liu et al. 2024), as PEFT computes it."""
+    os.makedirs(OUT_DORA, exist_ok=True)
+    model = LlamaForCausalLM.from_pretrained(BASE, dtype=torch.float32)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], use_dora=True, task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, cfg)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+            elif "magnitude" in name:
+                p.mul_(1 + 0.1 * torch.randn(p.shape, generator=g))
+    save_adapter(peft_model, OUT_DORA)
+    tensors = {}
+    peft_model.eval()
+    with torch.no_grad():
+        tensors["logits"] = peft_model(text_ids).logits[0].contiguous()
+    peft_model.train()
+    loss = loss_fn(peft_model(ids_t).logits, labels_t)
+    loss.backward()
+    tensors["loss"] = loss.detach().reshape(1)
+    for name, p in peft_model.named_parameters():
+        if p.requires_grad:
+            tensors["grad." + name] = p.grad.contiguous()
+    save_file(tensors, os.path.join(OUT_DORA, "reference.safetensors"))
+    print(f"dora loss {tensors['loss'].item():.6f}")
 
 
 if __name__ == "__main__":

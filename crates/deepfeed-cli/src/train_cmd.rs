@@ -37,6 +37,9 @@ pub struct TrainArgs {
     target_modules: Option<String>,
     #[arg(long)]
     use_rslora: bool,
+    /// DoRA: LoRA plus a learned magnitude per output row
+    #[arg(long)]
+    use_dora: bool,
     /// method freeze: train the last N layers
     #[arg(long)]
     trainable_layers: Option<usize>,
@@ -140,6 +143,7 @@ impl TrainArgs {
         put("lora.dropout", self.lora_dropout.map(|x| json!(x)));
         put("lora.target_modules", self.target_modules.as_deref().map(list));
         put("lora.use_rslora", self.use_rslora.then_some(json!(true)));
+        put("lora.use_dora", self.use_dora.then_some(json!(true)));
         put("freeze.trainable_layers", self.trainable_layers.map(|x| json!(x)));
         put("freeze.trainable_modules", self.trainable_modules.as_deref().map(list));
         put("val_data", self.val_data.as_ref().map(|x| json!(x)));

@@ -39,7 +39,7 @@ impl Linear {
     /// Folds the LoRA adapter into the weight (`W + scale·BA`) and removes it.
     pub fn merge_lora(&mut self) {
         if let Some(lora) = self.lora.take() {
-            let merged = self.weight.val().detach() + lora.delta().detach();
+            let merged = lora.merged_weight(self.weight.val().detach()).detach();
             self.weight = Param::from_tensor(merged);
         }
     }
@@ -49,13 +49,14 @@ impl Linear {
         let [b, s, i] = x.dims();
         let out = self.out_features();
         let x = x.reshape([b * s, i]);
-        let y = x.clone().matmul(self.weight.val().transpose()); // [b*s, out]
+        let weight = self.weight.val();
+        let base = x.clone().matmul(weight.clone().transpose()); // [b*s, out]
+        let y = match &self.lora {
+            Some(lora) => base.clone() + lora.forward(x, &weight, &base),
+            None => base,
+        };
         let y = match &self.bias {
             Some(bias) => y + bias.val().unsqueeze::<2>(),
-            None => y,
-        };
-        let y = match &self.lora {
-            Some(lora) => y + lora.forward(x),
             None => y,
         };
         y.reshape([b, s, out])

@@ -1,6 +1,10 @@
 //! LoRA (Hu et al. 2021) as PEFT implements it: `y = x Wᵀ + scale · B(A(dropout(x)))` with
 //! A `[r, in]`, B `[out, r]`, `scale = alpha / r` (rsLoRA: `alpha / sqrt(r)`). A starts
 //! Kaiming-uniform, B at zero, so a new adapter leaves the model unchanged.
+//!
+//! DoRA (Liu et al. 2024, PEFT `use_dora`) adds a magnitude `m` per output row: the adapted
+//! weight is `m · (W + scale·BA) / ‖W + scale·BA‖_row`, the norm treated as a constant in
+//! backward; `m` starts at `‖W‖_row`.
 use burn::module::{Module, Param};
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -50,9 +54,6 @@ impl LoraConfig {
         if !(0.0..1.0).contains(&self.lora_dropout) {
             return Err(ModelError::Invalid(format!("lora.dropout must be in [0, 1), found {}", self.lora_dropout)));
         }
-        if self.use_dora {
-            return Err(ModelError::Invalid("DoRA (use_dora) is not implemented yet; use plain LoRA or rsLoRA".into()));
-        }
         if self.target_modules.is_empty() {
             return Err(ModelError::Invalid(format!("lora.target_modules is empty; choose from {} or all-linear", LINEAR_MODULES.join(", "))));
         }
@@ -81,6 +82,8 @@ pub struct LoraAdapter {
     pub lora_a: Param<Tensor<2>>,
     /// [out, r]
     pub lora_b: Param<Tensor<2>>,
+    /// DoRA only: magnitude per output row, [out]
+    pub magnitude: Option<Param<Tensor<1>>>,
     pub scale: f64,
     pub dropout: f64,
     /// While training: the seed of this step's dropout mask (drawn on the host so that a resumed
@@ -89,22 +92,46 @@ pub struct LoraAdapter {
 }
 
 impl LoraAdapter {
-    /// A new adapter: A ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming_uniform with a = sqrt(5)), B = 0.
-    pub fn init(in_f: usize, out_f: usize, cfg: &LoraConfig, rng: &mut StdRng, device: &burn::tensor::Device) -> Self {
+    /// A new adapter for `weight` ([out, in]): A ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's
+    /// kaiming_uniform with a = sqrt(5)), B = 0; DoRA's magnitude = ‖W‖_row.
+    pub fn init(weight: &Tensor<2>, cfg: &LoraConfig, rng: &mut StdRng) -> Self {
+        let [out_f, in_f] = weight.dims();
+        let device = weight.device();
         let bound = 1.0 / (in_f as f32).sqrt();
         let a: Vec<f32> = (0..cfg.r * in_f).map(|_| rng.random_range(-bound..bound)).collect();
+        let magnitude = cfg.use_dora.then(|| Param::from_tensor(row_norm(weight.clone().detach())));
         LoraAdapter {
-            lora_a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [cfg.r, in_f]), device)),
-            lora_b: Param::from_tensor(Tensor::zeros([out_f, cfg.r], device)),
+            lora_a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [cfg.r, in_f]), &device)),
+            lora_b: Param::from_tensor(Tensor::zeros([out_f, cfg.r], &device)),
+            magnitude,
             scale: cfg.scale(),
             dropout: cfg.lora_dropout,
             dropout_seed: None,
         }
     }
 
-    /// x: [n, in] -> scale · B A x: [n, out]
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let x = match self.dropout_seed {
+    /// What the adapter adds to the base output `base = x Wᵀ` (bias excluded), x: [n, in] -> [n, out].
+    /// LoRA: `scale · B A x`. DoRA: `(s − 1) ⊙ x Wᵀ + s ⊙ scale · B A x` with
+    /// `s = m / ‖W + scale·BA‖_row` (PEFT's `DoraLinearLayer.forward`).
+    pub fn forward(&self, x: Tensor<2>, weight: &Tensor<2>, base: &Tensor<2>) -> Tensor<2> {
+        let dropped = self.dropout_seed.is_some() && self.dropout > 0.0;
+        let x = self.apply_dropout(x);
+        let lora = x.clone().matmul(self.lora_a.val().transpose()).matmul(self.lora_b.val().transpose()) * self.scale;
+        let Some(m) = &self.magnitude else { return lora };
+        let s = self.dora_scale(m, weight).unsqueeze::<2>(); // [1, out]
+        // with dropout the base term uses the dropped-out input, as PEFT does
+        let base = if dropped { x.matmul(weight.clone().transpose()) } else { base.clone() };
+        base * (s.clone() - 1.0) + lora * s
+    }
+
+    /// m / ‖W + scale·BA‖_row, the norm detached: [out]
+    fn dora_scale(&self, m: &Param<Tensor<1>>, weight: &Tensor<2>) -> Tensor<1> {
+        let adapted = weight.clone() + self.lora_b.val().matmul(self.lora_a.val()).detach() * self.scale;
+        m.val() / row_norm(adapted).detach()
+    }
+
+    fn apply_dropout(&self, x: Tensor<2>) -> Tensor<2> {
+        match self.dropout_seed {
             Some(seed) if self.dropout > 0.0 => {
                 let [n, d] = x.dims();
                 let mut rng = StdRng::seed_from_u64(seed);
@@ -113,12 +140,21 @@ impl LoraAdapter {
                 x.clone() * Tensor::<2>::from_data(TensorData::new(mask, [n, d]), &x.device())
             }
             _ => x,
-        };
-        x.matmul(self.lora_a.val().transpose()).matmul(self.lora_b.val().transpose()) * self.scale
+        }
     }
 
-    /// The weight delta `scale · B A`: [out, in].
-    pub fn delta(&self) -> Tensor<2> {
-        self.lora_b.val().matmul(self.lora_a.val()) * self.scale
+    /// The adapted weight `W + scale·BA` (DoRA: rescaled to the magnitude per row): [out, in].
+    pub fn merged_weight(&self, weight: Tensor<2>) -> Tensor<2> {
+        let adapted = weight.clone() + self.lora_b.val().matmul(self.lora_a.val()) * self.scale;
+        match &self.magnitude {
+            None => adapted,
+            Some(m) => adapted * self.dora_scale(m, &weight).unsqueeze_dim::<2>(1),
+        }
     }
+}
+
+/// L2 norm of each row: [out, in] -> [out]
+fn row_norm(w: Tensor<2>) -> Tensor<1> {
+    let [out, _] = w.dims();
+    w.square().sum_dim(1).sqrt().reshape([out])
 }

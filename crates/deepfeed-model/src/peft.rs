@@ -31,11 +31,10 @@ impl Model {
     pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<usize> {
         let targets = cfg.resolved_targets()?;
         let mut rng = StdRng::seed_from_u64(seed);
-        let device = self.device.clone();
         let mut n = 0;
         for (name, linear) in self.network.linears_mut() {
             if targets.iter().any(|t| t == short_name(&name)) {
-                linear.lora = Some(LoraAdapter::init(linear.in_features(), linear.out_features(), cfg, &mut rng, &device));
+                linear.lora = Some(LoraAdapter::init(&linear.weight.val(), cfg, &mut rng));
                 n += 1;
             }
         }
@@ -59,9 +58,6 @@ impl Model {
             }
         }
         let cfg: LoraConfig = serde_json::from_value(raw.clone()).map_err(|e| field_err("(root)", e.to_string()))?;
-        if cfg.use_dora {
-            return Err(field_err("use_dora", "DoRA adapters are not supported yet".into()));
-        }
         let weights = WeightFiles::open_file(&dir.join("adapter_model.safetensors"))?;
         let device = self.device.clone();
         let mut attached = 0;
@@ -73,19 +69,25 @@ impl Model {
             let (in_f, out_f) = (linear.in_features(), linear.out_features());
             let a = weights.tensor(&a_name, [cfg.r, in_f], &device)?;
             let b = weights.tensor(&format!("{PREFIX}{name}.lora_B.weight"), [out_f, cfg.r], &device)?;
+            let magnitude = if cfg.use_dora {
+                Some(Param::from_tensor(weights.tensor(&format!("{PREFIX}{name}.lora_magnitude_vector"), [out_f], &device)?))
+            } else {
+                None
+            };
             linear.lora = Some(LoraAdapter {
                 lora_a: Param::from_tensor(a),
                 lora_b: Param::from_tensor(b),
+                magnitude,
                 scale: cfg.scale(),
                 dropout: cfg.lora_dropout,
                 dropout_seed: None,
             });
             attached += 1;
         }
-        let known = attached * 2;
+        let known = attached * if cfg.use_dora { 3 } else { 2 };
         let total = weights.names().count();
         if attached == 0 || known != total {
-            let mut unknown: Vec<&str> = weights.names().filter(|n| !n.contains(".lora_A.") && !n.contains(".lora_B.")).collect();
+            let mut unknown: Vec<&str> = weights.names().filter(|n| !is_adapter_param(n)).collect();
             unknown.sort();
             return Err(ModelError::Invalid(format!(
                 "{}: {total} tensors, of which {known} match this model's modules{}",
@@ -100,7 +102,7 @@ impl Model {
     pub fn save_adapter(&mut self, cfg: &LoraConfig, base_model_name: &str, dir: &Path) -> Result<()> {
         let mut tensors = Vec::new();
         for (name, p) in self.network.params_mut() {
-            if name.contains(".lora_A.") || name.contains(".lora_B.") {
+            if is_adapter_param(&name) {
                 tensors.push((format!("{PREFIX}{name}"), p.shape(), param_values(&p)?));
             }
         }
@@ -186,6 +188,11 @@ impl Model {
                 .map_err(|e| ModelError::io(tmp.join("model.safetensors.index.json"), e))
         })
     }
+}
+
+/// Whether a parameter name belongs to a LoRA/DoRA adapter.
+pub fn is_adapter_param(name: &str) -> bool {
+    name.contains(".lora_A.") || name.contains(".lora_B.") || name.ends_with(".lora_magnitude_vector")
 }
 
 /// A parameter's values as f32, row-major.

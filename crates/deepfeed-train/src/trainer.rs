@@ -92,7 +92,7 @@ fn select_trainable(model: &mut Model, cfg: &TrainConfig) -> Result<Vec<String>>
     let mut names = Vec::new();
     let mut matched_modules = vec![false; cfg.freeze.trainable_modules.len()];
     for (name, p) in model.network.params_mut() {
-        let is_lora = name.contains(".lora_A.") || name.contains(".lora_B.");
+        let is_lora = deepfeed_model::peft::is_adapter_param(&name);
         let train = match cfg.method {
             Method::Lora => is_lora,
             Method::Full => true,

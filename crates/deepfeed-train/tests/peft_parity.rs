@@ -157,3 +157,69 @@ fn full_finetuning_gradients_match_pytorch() {
     }
     assert_eq!(checked, 9 + 2 + 1);
 }
+
+fn dora_fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dora_llama")
+}
+
+fn dora_reference(name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(dora_fixture().join("reference.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap_or_else(|_| panic!("{name} not in DoRA reference"));
+    t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+#[test]
+fn dora_logits_gradients_and_merge_match_peft() {
+    let r = Reference::load();
+    let ids: Vec<u32> = serde_json::from_value(r.json["text_ids"].clone()).unwrap();
+
+    // inference: logits with the PEFT DoRA adapter, then the same after merging
+    let mut model = Model::load(&base_model(), &inference_device()).unwrap();
+    let cfg = model.load_adapter(&dora_fixture()).unwrap();
+    assert!(cfg.use_dora);
+    let want = dora_reference("logits");
+    let max_diff = |v: &[f32]| v.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let ours = to_vec(model.logits(&ids).unwrap());
+    assert!(max_diff(&ours) < 1e-4, "DoRA logits: {:e}", max_diff(&ours));
+    model.merge_adapters();
+    let merged = to_vec(model.logits(&ids).unwrap());
+    assert!(max_diff(&merged) < 1e-4, "merged DoRA logits: {:e}", max_diff(&merged));
+
+    // training: loss and gradients of A, B and the magnitude
+    let device = training_device();
+    let mut model = Model::load(&base_model(), &device).unwrap();
+    model.load_adapter(&dora_fixture()).unwrap();
+    let mut names = vec![];
+    for (name, p) in model.network.params_mut() {
+        let train = deepfeed_model::peft::is_adapter_param(&name);
+        match p {
+            ParamMut::Vector(p) => *p = p.clone().set_require_grad(train),
+            ParamMut::Matrix(p) => *p = p.clone().set_require_grad(train),
+        }
+        if train {
+            names.push(name);
+        }
+    }
+    assert_eq!(names.len(), 3 * 3 * 2);
+    let batch = r.batch();
+    let refs: Vec<&Sample> = batch.iter().collect();
+    let (loss_sum, tokens) = batch_loss(&model.network, &model.rotary, &refs, 2, &device);
+    let loss = loss_sum / tokens as f64;
+    let value = loss.clone().into_scalar::<f32>();
+    let want_loss = dora_reference("loss")[0];
+    assert!(((value - want_loss) / want_loss).abs() < 1e-5, "loss {value} vs PEFT {want_loss}");
+    let grads = loss.backward();
+    for (name, p) in model.network.params_mut() {
+        if !names.contains(&name) {
+            continue;
+        }
+        let g = match p {
+            ParamMut::Vector(p) => to_vec(p.val().grad(&grads).unwrap()),
+            ParamMut::Matrix(p) => to_vec(p.val().grad(&grads).unwrap()),
+        };
+        let key = format!("grad.{}", peft_name(&name).replace(".lora_magnitude_vector", ".lora_magnitude_vector.default.weight"));
+        let e = rel_err(&g, &dora_reference(&key));
+        assert!(e < 1e-4, "{name}: gradient rel. error {e:e}");
+    }
+}

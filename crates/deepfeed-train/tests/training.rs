@@ -166,6 +166,26 @@ fn full_and_freeze_finetuning_learn() {
 }
 
 #[test]
+fn dora_trains_and_reloads() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = TrainConfig { epochs: 4, ..setup(d.path()) };
+    cfg.lora.use_dora = true;
+    let s = train(&cfg, &quiet()).unwrap();
+    let l = losses(&cfg.output_dir);
+    assert!(l[l.len() - 1] < l[0], "{l:?}");
+    let adapter_cfg = std::fs::read_to_string(s.output.join("adapter_config.json")).unwrap();
+    assert!(adapter_cfg.contains("\"use_dora\": true"), "{adapter_cfg}");
+    // reload base + adapter: same logits as the merged model
+    let mut m = Model::load(&cfg.model, &inference_device()).unwrap();
+    m.load_adapter(&s.output).unwrap();
+    let ids = m.tokenizer.encode("What is the code of item 3?", true).unwrap();
+    let a = m.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+    m.merge_adapters();
+    let b = m.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4));
+}
+
+#[test]
 fn bad_inputs_give_clear_errors() {
     let d = tempfile::tempdir().unwrap();
     let cfg = setup(d.path());

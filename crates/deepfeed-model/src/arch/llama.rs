@@ -285,6 +285,9 @@ fn push_linear<'a>(out: &mut Vec<(String, ParamMut<'a>)>, name: &str, l: &'a mut
     if let Some(lora) = &mut l.lora {
         out.push((format!("{name}.lora_A.weight"), ParamMut::Matrix(&mut lora.lora_a)));
         out.push((format!("{name}.lora_B.weight"), ParamMut::Matrix(&mut lora.lora_b)));
+        if let Some(m) = &mut lora.magnitude {
+            out.push((format!("{name}.lora_magnitude_vector"), ParamMut::Vector(m)));
+        }
     }
 }
 
