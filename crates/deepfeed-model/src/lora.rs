@@ -99,7 +99,7 @@ impl LoraAdapter {
         let device = weight.device();
         let bound = 1.0 / (in_f as f32).sqrt();
         let a: Vec<f32> = (0..cfg.r * in_f).map(|_| rng.random_range(-bound..bound)).collect();
-        let magnitude = cfg.use_dora.then(|| Param::from_tensor(row_norm(weight.clone().detach())));
+        let magnitude = cfg.use_dora.then(|| Param::from_tensor(row_norm(weight.clone().detach()).detach()));
         LoraAdapter {
             lora_a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [cfg.r, in_f]), &device)),
             lora_b: Param::from_tensor(Tensor::zeros([out_f, cfg.r], &device)),
