@@ -221,6 +221,10 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         if s.truncated_samples > 0 { format!(", {} samples truncated to max_seq_len", s.truncated_samples) } else { String::new() },
         s.output.display()
     );
+    match &s.loss_plot {
+        Some(p) => println!("loss curve: {}", p.display()),
+        None => println!("(loss.png not drawn: no system font found; metrics.jsonl has the numbers)"),
+    }
     Ok(())
 }
 

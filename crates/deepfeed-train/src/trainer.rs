@@ -59,6 +59,8 @@ pub struct TrainSummary {
     pub trainable_parameters: usize,
     pub total_parameters: usize,
     pub tokens_per_second: f64,
+    /// `loss.png` in the run directory (None when no font was found to draw it).
+    pub loss_plot: Option<std::path::PathBuf>,
     /// Peak resident memory of this process (VmHWM), when known.
     pub peak_rss_mib: Option<f64>,
     /// Where the result was written (adapter/ or model/), or the last checkpoint when interrupted.
@@ -233,6 +235,22 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
         .collect();
     deepfeed_model::fsutil::write_file_atomically(path, kept.as_bytes())?;
     Ok(())
+}
+
+/// Draws metrics.jsonl (train loss and validation loss per step) into `png`.
+fn plot_metrics(metrics: &Path, png: &Path) -> Result<bool> {
+    let text = std::fs::read_to_string(metrics).unwrap_or_default();
+    let (mut train, mut val) = (vec![], vec![]);
+    for v in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        let step = v["step"].as_u64().unwrap_or(0) as usize;
+        if let Some(l) = v["loss"].as_f64() {
+            train.push((step, l));
+        }
+        if let Some(l) = v["val_loss"].as_f64() {
+            val.push((step, l));
+        }
+    }
+    crate::plot::write_loss_png(png, &train, &val)
 }
 
 /// VmHWM of /proc/self/status.
@@ -464,6 +482,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         }
     }
     bar.finish_and_clear();
+    let plotted = plot_metrics(&metrics_path, &run_dir.join("loss.png"))?;
 
     let output = if outcome == Outcome::Interrupted {
         checkpoint::checkpoints_dir(run_dir).join(format!("step-{}", state.step))
@@ -495,6 +514,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         total_parameters: sizes.1,
         tokens_per_second: tokens_done as f64 / started.elapsed().as_secs_f64(),
         peak_rss_mib: peak_rss_mib(),
+        loss_plot: plotted.then(|| run_dir.join("loss.png")),
         output,
     })
 }

@@ -97,6 +97,29 @@ fn lora_memorises_twenty_answers() {
     let losses: Vec<f64> = metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
     assert_eq!(losses.len(), summary.steps);
     assert!(losses[0] > 5.0 * losses[losses.len() - 1]);
+    // loss.png is drawn whenever a system font is there to label it
+    if Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists() {
+        let png = std::fs::read(summary.loss_plot.expect("loss.png written")).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+}
+
+#[test]
+fn early_stopping_stops_when_validation_stops_improving() {
+    let d = tempfile::tempdir().unwrap();
+    // a learning rate this high makes the validation loss climb after the first steps
+    let cfg = TrainConfig { epochs: 50, learning_rate: 0.5, val_split: 0.2, eval_every: 1, early_stopping_patience: Some(3), ..setup(d.path()) };
+    let s = train(&cfg, &quiet()).unwrap();
+    assert_eq!(s.outcome, Outcome::EarlyStopped, "{s:?}");
+    assert!(s.steps < s.total_steps);
+    let vals: Vec<f64> = std::fs::read_to_string(cfg.output_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"].as_f64())
+        .collect();
+    let best = vals.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(vals[vals.len() - 3..].iter().all(|&v| v >= best), "{vals:?}");
+    assert!(s.output.join("adapter_model.safetensors").is_file());
 }
 
 fn losses(run: &Path) -> Vec<f64> {
