@@ -90,6 +90,9 @@ pub struct TrainArgs {
     early_stopping_patience: Option<usize>,
     #[arg(long)]
     gradient_checkpointing: bool,
+    /// f32 or bf16 (frozen base weights stored in bf16; method lora)
+    #[arg(long)]
+    base_dtype: Option<String>,
     /// Continue from the newest checkpoint in output_dir
     #[arg(long)]
     resume: bool,
@@ -167,6 +170,7 @@ impl TrainArgs {
         put("eval_every", self.eval_every.map(|x| json!(x)));
         put("early_stopping_patience", self.early_stopping_patience.map(|x| json!(x)));
         put("gradient_checkpointing", self.gradient_checkpointing.then_some(json!(true)));
+        put("base_dtype", self.base_dtype.as_ref().map(|x| json!(x)));
         serde_json::from_value(v).map_err(|e| {
             let msg = e.to_string();
             match msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {

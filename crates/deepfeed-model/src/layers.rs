@@ -2,12 +2,21 @@
 //! RMSNorm, rotary position embeddings and the causal mask. Each mirrors its transformers
 //! counterpart (`nn.Linear`, `LlamaRMSNorm`, `LlamaRotaryEmbedding`, `apply_rotary_pos_emb`).
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use crate::config::{ModelConfig, RopeScaling};
 use crate::error::Result;
 use crate::lora::LoraAdapter;
-use crate::weights::WeightFiles;
+use crate::weights::{WeightDType, WeightFiles};
+
+/// A weight as f32 for computation (bf16-stored weights are widened here).
+pub fn as_f32<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    if t.dtype() == DType::F32 {
+        t
+    } else {
+        t.cast(DType::F32)
+    }
+}
 
 /// `y = x Wᵀ + b` with `W` stored as `[out, in]`, exactly like `torch.nn.Linear`.
 #[derive(Module, Debug)]
@@ -21,9 +30,9 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`).
-    pub fn load(w: &WeightFiles, prefix: &str, in_f: usize, out_f: usize, bias: bool, device: &Device) -> Result<Self> {
-        let weight = Param::from_tensor(w.tensor(&format!("{prefix}.weight"), [out_f, in_f], device)?);
+    /// Loads `{prefix}.weight` (stored as `dtype`) and `{prefix}.bias` when `bias`.
+    pub fn load(w: &WeightFiles, prefix: &str, in_f: usize, out_f: usize, bias: bool, device: &Device, dtype: WeightDType) -> Result<Self> {
+        let weight = Param::from_tensor(w.tensor_as(&format!("{prefix}.weight"), [out_f, in_f], device, dtype)?);
         let bias = if bias { Some(Param::from_tensor(w.tensor(&format!("{prefix}.bias"), [out_f], device)?)) } else { None };
         Ok(Linear { weight, bias, lora: None })
     }
@@ -39,7 +48,7 @@ impl Linear {
     /// Folds the LoRA adapter into the weight (`W + scale·BA`) and removes it.
     pub fn merge_lora(&mut self) {
         if let Some(lora) = self.lora.take() {
-            let merged = lora.merged_weight(self.weight.val().detach()).detach();
+            let merged = lora.merged_weight(as_f32(self.weight.val().detach())).detach();
             self.weight = Param::from_tensor(merged);
         }
     }
@@ -49,7 +58,7 @@ impl Linear {
         let [b, s, i] = x.dims();
         let out = self.out_features();
         let x = x.reshape([b * s, i]);
-        let weight = self.weight.val();
+        let weight = as_f32(self.weight.val());
         let base = x.clone().matmul(weight.clone().transpose()); // [b*s, out]
         let y = match &self.lora {
             Some(lora) => base.clone() + lora.forward(x, &weight, &base),
@@ -95,7 +104,7 @@ impl Embedding {
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [b, s] = ids.dims();
         let hidden = self.weight.shape()[1];
-        self.weight.val().select(0, ids.reshape([b * s])).reshape([b, s, hidden])
+        as_f32(self.weight.val().select(0, ids.reshape([b * s]))).reshape([b, s, hidden])
     }
 }
 

@@ -9,7 +9,7 @@ use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::layers::Rotary;
 use crate::tokenizer::TextTokenizer;
-use crate::weights::WeightFiles;
+use crate::weights::{WeightDType, WeightFiles};
 
 pub struct Model {
     pub dir: PathBuf,
@@ -23,6 +23,11 @@ pub struct Model {
 impl Model {
     /// Loads a Hugging Face model directory (config.json, safetensors, tokenizer files).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_as(dir, device, WeightDType::F32)
+    }
+
+    /// Like [`Model::load`], keeping the weight matrices in `dtype` (bf16 halves their memory).
+    pub fn load_as(dir: &Path, device: &Device, dtype: WeightDType) -> Result<Self> {
         if !dir.exists() {
             return Err(ModelError::MissingFile { dir: dir.into(), what: "model directory".into(), expected: "an existing directory".into() });
         }
@@ -35,7 +40,7 @@ impl Model {
         let config = ModelConfig::from_dir(dir)?;
         let tokenizer = TextTokenizer::from_dir(dir, Some(&config))?;
         let weights = WeightFiles::open(dir)?;
-        let network = LlamaForCausalLm::load(&weights, &config, device)?;
+        let network = LlamaForCausalLm::load(&weights, &config, device, dtype)?;
         let rotary = Rotary::new(&config);
         Ok(Model { dir: dir.into(), config, tokenizer, network, rotary, device: device.clone() })
     }

@@ -34,7 +34,7 @@ impl Model {
         let mut n = 0;
         for (name, linear) in self.network.linears_mut() {
             if targets.iter().any(|t| t == short_name(&name)) {
-                linear.lora = Some(LoraAdapter::init(&linear.weight.val(), cfg, &mut rng));
+                linear.lora = Some(LoraAdapter::init(&crate::layers::as_f32(linear.weight.val()), cfg, &mut rng));
                 n += 1;
             }
         }

@@ -4,11 +4,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{read_json, ModelError, Result};
+
+/// How the large weight matrices are kept in memory. Computation is always f32; bf16 storage
+/// halves the memory of a frozen base model (each matrix is widened when used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDType {
+    #[default]
+    F32,
+    Bf16,
+}
 
 /// All tensors of a model directory, by name, without reading them yet.
 pub struct WeightFiles {
@@ -125,9 +135,20 @@ impl WeightFiles {
         })
     }
 
-    /// Reads tensor `name` with shape `shape` onto `device`.
+    /// Reads tensor `name` with shape `shape` onto `device` as f32.
     pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D], device: &Device) -> Result<Tensor<D>> {
+        self.tensor_as(name, shape, device, WeightDType::F32)
+    }
+
+    /// Reads tensor `name` with shape `shape` onto `device`, stored as `dtype`.
+    pub fn tensor_as<const D: usize>(&self, name: &str, shape: [usize; D], device: &Device, dtype: WeightDType) -> Result<Tensor<D>> {
         let data = self.read_f32(name, &shape)?;
-        Ok(Tensor::from_data(TensorData::new(data, shape), device))
+        Ok(match dtype {
+            WeightDType::F32 => Tensor::from_data(TensorData::new(data, shape), device),
+            WeightDType::Bf16 => {
+                let data: Vec<half::bf16> = data.into_iter().map(half::bf16::from_f32).collect();
+                Tensor::from_data(TensorData::new(data, shape), (device, DType::BF16))
+            }
+        })
     }
 }

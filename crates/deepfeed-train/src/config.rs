@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use deepfeed_model::lora::LoraConfig;
+pub use deepfeed_model::weights::WeightDType;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -195,6 +196,9 @@ pub struct TrainConfig {
     /// Stop after this many validations without improvement.
     #[serde(default)]
     pub early_stopping_patience: Option<usize>,
+    /// How the frozen base weights are stored: f32, or bf16 to halve their memory (method lora).
+    #[serde(default)]
+    pub base_dtype: WeightDType,
     /// Recompute activations in backward to save memory (burn's gradient checkpointing).
     #[serde(default)]
     pub gradient_checkpointing: bool,
@@ -262,6 +266,9 @@ impl TrainConfig {
                 return bad("method freeze needs freeze.trainable_layers > 0 or freeze.trainable_modules".into());
             }
             _ => {}
+        }
+        if self.base_dtype == WeightDType::Bf16 && self.method != Method::Lora {
+            return bad("base_dtype: bf16 keeps frozen weights in bf16 and needs method: lora (trained weights stay f32)".into());
         }
         if self.adapter.is_some() && self.method != Method::Lora {
             return bad("`adapter` (continue a PEFT adapter) needs method: lora".into());

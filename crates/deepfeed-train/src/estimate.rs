@@ -103,7 +103,11 @@ pub fn estimate(m: &ModelConfig, cfg: &TrainConfig) -> Result<MemoryEstimate> {
     let logits = 3 * b * s * m.vocab_size;
     let ckpt = if cfg.gradient_checkpointing { 2 } else { 1 };
     let activations_bytes = f * (b * s * l * per_token_layer / ckpt + l * attention / ckpt + logits);
-    let weights_bytes = f * parameters;
+    let weights_bytes = match cfg.base_dtype {
+        crate::config::WeightDType::F32 => f * parameters,
+        // matrices in bf16, trainable LoRA weights in f32
+        crate::config::WeightDType::Bf16 => 2 * parameters + f * trainable_parameters,
+    };
     let gradients_bytes = f * trainable_parameters * 2;
     let optimizer_bytes = f * trainable_parameters * 2;
     let total_bytes = weights_bytes + gradients_bytes + optimizer_bytes + activations_bytes;

@@ -275,7 +275,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     if cfg.gradient_checkpointing {
         device = device.gradient_checkpointing();
     }
-    let mut model = Model::load(&cfg.model, &device)?;
+    let mut model = Model::load_as(&cfg.model, &device, cfg.base_dtype)?;
     let pad = model.tokenizer.pad_id.or(model.tokenizer.eos_ids.first().copied()).unwrap_or(0);
 
     // data

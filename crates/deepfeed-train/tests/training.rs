@@ -60,6 +60,7 @@ fn setup(dir: &Path) -> TrainConfig {
         eval_every: 0,
         early_stopping_patience: None,
         gradient_checkpointing: false,
+        base_dtype: Default::default(),
     }
 }
 
@@ -206,6 +207,31 @@ fn dora_trains_and_reloads() {
     m.merge_adapters();
     let b = m.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
     assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4));
+}
+
+/// bf16 base weights: half the memory, same training within bf16 rounding; gradient
+/// checkpointing gives the same run.
+#[test]
+fn bf16_base_and_gradient_checkpointing() {
+    use deepfeed_train::config::WeightDType;
+    let d = tempfile::tempdir().unwrap();
+    let base = TrainConfig { max_steps: Some(6), ..setup(d.path()) };
+    let f32_run = train(&TrainConfig { output_dir: d.path().join("f32"), ..base.clone() }, &quiet()).unwrap();
+    let bf16_run = train(&TrainConfig { output_dir: d.path().join("bf16"), base_dtype: WeightDType::Bf16, ..base.clone() }, &quiet()).unwrap();
+    let ckpt_run = train(&TrainConfig { output_dir: d.path().join("ckpt"), gradient_checkpointing: true, ..base.clone() }, &quiet()).unwrap();
+    let (a, b, c) = (losses(&d.path().join("f32")), losses(&d.path().join("bf16")), losses(&d.path().join("ckpt")));
+    for i in 0..a.len() {
+        assert!((a[i] - b[i]).abs() < 0.02 * a[i], "step {i}: f32 {} vs bf16 {}", a[i], b[i]);
+        assert!((a[i] - c[i]).abs() < 1e-5, "step {i}: plain {} vs checkpointing {}", a[i], c[i]);
+    }
+    assert_eq!(f32_run.steps, bf16_run.steps);
+    assert_eq!(ckpt_run.steps, f32_run.steps);
+    // the frozen matrices really are bf16
+    let mut m = Model::load_as(&base.model, &inference_device(), WeightDType::Bf16).unwrap();
+    let (_, l) = m.network.linears_mut().into_iter().next().unwrap();
+    assert_eq!(l.weight.val().dtype(), burn::tensor::DType::BF16);
+    let e = train(&TrainConfig { method: Method::Full, base_dtype: WeightDType::Bf16, ..base.clone() }, &quiet()).unwrap_err().to_string();
+    assert!(e.contains("bf16"), "{e}");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::{apply_rotary, causal_mask, Embedding, Linear, RmsNorm, Rotary};
-use crate::weights::WeightFiles;
+use crate::weights::{WeightDType, WeightFiles};
 
 /// Keys and values of the tokens seen so far, per layer: [b, nkv, t, d] each.
 #[derive(Debug, Default)]
@@ -49,15 +49,15 @@ pub struct LlamaAttention {
 }
 
 impl LlamaAttention {
-    fn load(w: &WeightFiles, p: &str, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+    fn load(w: &WeightFiles, p: &str, cfg: &ModelConfig, device: &Device, dt: WeightDType) -> Result<Self> {
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let norm = |n: &str| RmsNorm::load(w, &format!("{p}.{n}"), d, cfg.rms_norm_eps, device);
         Ok(LlamaAttention {
-            q_proj: Linear::load(w, &format!("{p}.q_proj"), h, nh * d, cfg.qkv_bias, device)?,
-            k_proj: Linear::load(w, &format!("{p}.k_proj"), h, nkv * d, cfg.qkv_bias, device)?,
-            v_proj: Linear::load(w, &format!("{p}.v_proj"), h, nkv * d, cfg.qkv_bias, device)?,
-            o_proj: Linear::load(w, &format!("{p}.o_proj"), nh * d, h, cfg.o_bias, device)?,
+            q_proj: Linear::load(w, &format!("{p}.q_proj"), h, nh * d, cfg.qkv_bias, device, dt)?,
+            k_proj: Linear::load(w, &format!("{p}.k_proj"), h, nkv * d, cfg.qkv_bias, device, dt)?,
+            v_proj: Linear::load(w, &format!("{p}.v_proj"), h, nkv * d, cfg.qkv_bias, device, dt)?,
+            o_proj: Linear::load(w, &format!("{p}.o_proj"), nh * d, h, cfg.o_bias, device, dt)?,
             q_norm: if cfg.qk_norm { Some(norm("q_norm")?) } else { None },
             k_norm: if cfg.qk_norm { Some(norm("k_norm")?) } else { None },
             num_heads: nh,
@@ -131,12 +131,12 @@ pub struct LlamaMlp {
 }
 
 impl LlamaMlp {
-    fn load(w: &WeightFiles, p: &str, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+    fn load(w: &WeightFiles, p: &str, cfg: &ModelConfig, device: &Device, dt: WeightDType) -> Result<Self> {
         let (h, i, b) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
         Ok(LlamaMlp {
-            gate_proj: Linear::load(w, &format!("{p}.gate_proj"), h, i, b, device)?,
-            up_proj: Linear::load(w, &format!("{p}.up_proj"), h, i, b, device)?,
-            down_proj: Linear::load(w, &format!("{p}.down_proj"), i, h, b, device)?,
+            gate_proj: Linear::load(w, &format!("{p}.gate_proj"), h, i, b, device, dt)?,
+            up_proj: Linear::load(w, &format!("{p}.up_proj"), h, i, b, device, dt)?,
+            down_proj: Linear::load(w, &format!("{p}.down_proj"), i, h, b, device, dt)?,
         })
     }
 
@@ -165,18 +165,19 @@ pub struct LlamaForCausalLm {
 }
 
 impl LlamaForCausalLm {
-    /// Loads the weights named as transformers names them.
-    pub fn load(w: &WeightFiles, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+    /// Loads the weights named as transformers names them; matrices stored as `dt`
+    /// (norms always f32).
+    pub fn load(w: &WeightFiles, cfg: &ModelConfig, device: &Device, dt: WeightDType) -> Result<Self> {
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         let embed_tokens = Embedding {
-            weight: Param::from_tensor(w.tensor("model.embed_tokens.weight", [cfg.vocab_size, h], device)?),
+            weight: Param::from_tensor(w.tensor_as("model.embed_tokens.weight", [cfg.vocab_size, h], device, dt)?),
         };
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let p = format!("model.layers.{i}");
                 Ok(LlamaDecoderLayer {
-                    self_attn: LlamaAttention::load(w, &format!("{p}.self_attn"), cfg, device)?,
-                    mlp: LlamaMlp::load(w, &format!("{p}.mlp"), cfg, device)?,
+                    self_attn: LlamaAttention::load(w, &format!("{p}.self_attn"), cfg, device, dt)?,
+                    mlp: LlamaMlp::load(w, &format!("{p}.mlp"), cfg, device, dt)?,
                     input_layernorm: RmsNorm::load(w, &format!("{p}.input_layernorm"), h, eps, device)?,
                     post_attention_layernorm: RmsNorm::load(w, &format!("{p}.post_attention_layernorm"), h, eps, device)?,
                 })
@@ -184,7 +185,7 @@ impl LlamaForCausalLm {
             .collect::<Result<Vec<_>>>()?;
         // Some checkpoints tie the embeddings but still ship lm_head.weight; use it when present.
         let lm_head = if !cfg.tie_word_embeddings || w.contains("lm_head.weight") {
-            Some(Linear::load(w, "lm_head", h, cfg.vocab_size, false, device)?)
+            Some(Linear::load(w, "lm_head", h, cfg.vocab_size, false, device, dt)?)
         } else {
             None
         };
@@ -229,7 +230,7 @@ impl LlamaForCausalLm {
             None => {
                 let [b, s, h] = hidden.dims();
                 let vocab = self.embed_tokens.weight.shape()[0];
-                hidden.reshape([b * s, h]).matmul(self.embed_tokens.weight.val().transpose()).reshape([b, s, vocab])
+                hidden.reshape([b * s, h]).matmul(crate::layers::as_f32(self.embed_tokens.weight.val()).transpose()).reshape([b, s, vocab])
             }
         }
     }
