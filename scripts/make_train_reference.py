@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = os.path.join(ROOT, "crates", "deepfeed-model", "tests", "fixtures", "llama")
 OUT = os.path.join(ROOT, "crates", "deepfeed-train", "tests", "fixtures", "lora_llama")
 OUT_DORA = os.path.join(ROOT, "crates", "deepfeed-train", "tests", "fixtures", "dora_llama")
+OUT_PREFIX = os.path.join(ROOT, "crates", "deepfeed-train", "tests", "fixtures", "prefix_llama")
 LR, WD, BETAS, EPS = 1e-2, 0.01, (0.9, 0.999), 1e-8
 TARGETS = ["q_proj", "v_proj", "o_proj", "down_proj"]
 
@@ -94,6 +95,7 @@ def main():
 
     save_file(tensors, os.path.join(OUT, "reference.safetensors"))
     dora(ids_t, labels_t, text_ids)
+    prefix(ids_t, labels_t, text_ids)
     with open(os.path.join(OUT, "reference.json"), "w") as f:
         json.dump({"input_ids": ids, "labels": labels, "text_ids": text_ids[0].tolist(), "lr": LR, "weight_decay": WD,
                    "betas": BETAS, "eps": EPS, "r": 4, "lora_alpha": 8, "target_modules": TARGETS}, f, indent=1)
@@ -138,6 +140,33 @@ def dora(ids_t, labels_t, text_ids):
             tensors["grad." + name] = p.grad.contiguous()
     save_file(tensors, os.path.join(OUT_DORA, "reference.safetensors"))
     print(f"dora loss {tensors['loss'].item():.6f}")
+
+
+def prefix(ids_t, labels_t, text_ids):
+    """Prefix tuning (Li & Liang 2021): learned keys/values per layer, PEFT layout."""
+    from peft import PrefixTuningConfig
+
+    os.makedirs(OUT_PREFIX, exist_ok=True)
+    model = LlamaForCausalLM.from_pretrained(BASE, dtype=torch.float32)
+    peft_model = get_peft_model(model, PrefixTuningConfig(num_virtual_tokens=5, task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    save_adapter(peft_model, OUT_PREFIX)
+    tensors = {}
+    peft_model.eval()
+    with torch.no_grad():
+        tensors["logits"] = peft_model(input_ids=text_ids).logits[0].contiguous()
+    peft_model.train()
+    loss = loss_fn(peft_model(input_ids=ids_t).logits, labels_t)
+    loss.backward()
+    tensors["loss"] = loss.detach().reshape(1)
+    (name, p), = [(n, p) for n, p in peft_model.named_parameters() if p.requires_grad]
+    tensors["grad.prompt_embeddings"] = p.grad.contiguous()
+    save_file(tensors, os.path.join(OUT_PREFIX, "reference.safetensors"))
+    print(f"prefix loss {tensors['loss'].item():.6f} ({name} {tuple(p.shape)})")
 
 
 if __name__ == "__main__":

@@ -20,9 +20,12 @@ pub struct TrainArgs {
     data: Option<PathBuf>,
     #[arg(long)]
     output_dir: Option<PathBuf>,
-    /// lora, full or freeze
+    /// lora, full, freeze or prefix
     #[arg(long)]
     method: Option<String>,
+    /// method prefix: learned key/value positions per layer
+    #[arg(long)]
+    num_virtual_tokens: Option<usize>,
     /// Continue training this PEFT adapter
     #[arg(long)]
     adapter: Option<PathBuf>,
@@ -141,6 +144,7 @@ impl TrainArgs {
         put("output_dir", self.output_dir.as_ref().map(|x| json!(x)));
         put("method", self.method.as_ref().map(|x| json!(x)));
         put("adapter", self.adapter.as_ref().map(|x| json!(x)));
+        put("prefix.num_virtual_tokens", self.num_virtual_tokens.map(|x| json!(x)));
         put("lora.r", self.lora_r.map(|x| json!(x)));
         put("lora.alpha", self.lora_alpha.map(|x| json!(x)));
         put("lora.dropout", self.lora_dropout.map(|x| json!(x)));

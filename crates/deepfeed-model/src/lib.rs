@@ -12,6 +12,7 @@ pub mod lora;
 pub mod peft;
 pub mod model;
 pub mod perplexity;
+pub mod prefix;
 pub mod think;
 pub mod tiny;
 pub mod tokenizer;

@@ -77,7 +77,7 @@ impl Model {
     /// Feeds `ids` after what `cache` holds and returns the logits of the last position.
     pub fn next_logits(&self, ids: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
         self.check_ids(ids)?;
-        let past = cache.len();
+        let past = cache.tokens();
         let positions: Vec<usize> = (past..past + ids.len()).collect();
         let s = ids.len();
         let hidden = self.network.forward_hidden(self.ids_tensor(ids), &self.rotary, &positions, None, Some(cache));

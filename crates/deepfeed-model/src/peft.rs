@@ -16,10 +16,29 @@ use crate::error::{read_json, ModelError, Result};
 use crate::fsutil::write_dir_atomically;
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::model::Model;
+use crate::prefix::PrefixTuning;
 use crate::tiny::save_f32_safetensors;
 use crate::weights::WeightFiles;
 
 const PREFIX: &str = "base_model.model.";
+
+/// What kind of adapter a PEFT directory holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdapterConfig {
+    /// LoRA / rsLoRA / DoRA.
+    Lora(LoraConfig),
+    /// Prefix tuning with this many virtual tokens.
+    Prefix { num_virtual_tokens: usize },
+}
+
+impl AdapterConfig {
+    pub fn lora(&self) -> Option<&LoraConfig> {
+        match self {
+            AdapterConfig::Lora(c) => Some(c),
+            AdapterConfig::Prefix { .. } => None,
+        }
+    }
+}
 
 /// The module name's last part (`model.layers.0.self_attn.q_proj` -> `q_proj`).
 fn short_name(name: &str) -> &str {
@@ -41,16 +60,35 @@ impl Model {
         Ok(n)
     }
 
-    /// Loads a PEFT LoRA adapter directory and attaches it; returns its config.
-    pub fn load_adapter(&mut self, dir: &Path) -> Result<LoraConfig> {
+    /// Attaches new prefix-tuning keys/values (N(0, 1), as PEFT starts them).
+    pub fn add_prefix(&mut self, num_virtual_tokens: usize, seed: u64) -> Result<()> {
+        if num_virtual_tokens == 0 {
+            return Err(ModelError::Invalid("prefix.num_virtual_tokens must be at least 1".into()));
+        }
+        self.network.prefix = Some(PrefixTuning::init(num_virtual_tokens, &self.config, seed, &self.device));
+        Ok(())
+    }
+
+    /// Loads a PEFT adapter directory (LoRA, DoRA or prefix tuning) and attaches it.
+    pub fn load_adapter(&mut self, dir: &Path) -> Result<AdapterConfig> {
         let cfg_path = dir.join("adapter_config.json");
         if !cfg_path.is_file() {
             return Err(ModelError::MissingFile { dir: dir.into(), what: "adapter_config.json".into(), expected: "a PEFT adapter directory".into() });
         }
         let raw: Value = read_json(&cfg_path)?;
         let field_err = |field: &str, message: String| ModelError::Config { path: cfg_path.clone(), field: field.into(), message };
-        if raw.get("peft_type").and_then(|v| v.as_str()) != Some("LORA") {
-            return Err(field_err("peft_type", format!("expected \"LORA\", found {}", raw.get("peft_type").unwrap_or(&Value::Null))));
+        match raw.get("peft_type").and_then(|v| v.as_str()) {
+            Some("LORA") => {}
+            Some("PREFIX_TUNING") => return self.load_prefix(dir, &raw).map_err(|e| match e {
+                ModelError::Invalid(m) => field_err("(prefix tuning)", m),
+                other => other,
+            }),
+            _ => {
+                return Err(field_err(
+                    "peft_type",
+                    format!("expected \"LORA\" or \"PREFIX_TUNING\", found {}", raw.get("peft_type").unwrap_or(&Value::Null)),
+                ))
+            }
         }
         for field in ["rank_pattern", "alpha_pattern"] {
             if raw.get(field).and_then(|v| v.as_object()).is_some_and(|o| !o.is_empty()) {
@@ -95,14 +133,38 @@ impl Model {
                 if unknown.is_empty() { " (was the adapter trained on another architecture?)".to_string() } else { format!("; unexpected: {}", unknown.join(", ")) }
             )));
         }
-        Ok(cfg)
+        Ok(AdapterConfig::Lora(cfg))
     }
 
-    /// Writes the attached LoRA adapters as a PEFT adapter directory (atomically).
-    pub fn save_adapter(&mut self, cfg: &LoraConfig, base_model_name: &str, dir: &Path) -> Result<()> {
+    fn load_prefix(&mut self, dir: &Path, raw: &Value) -> Result<AdapterConfig> {
+        let get = |k: &str| raw.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
+        if raw.get("prefix_projection").and_then(|v| v.as_bool()) == Some(true) {
+            return Err(ModelError::Invalid("prefix_projection (an MLP over the prefixes) is not supported".into()));
+        }
+        let n = get("num_virtual_tokens").ok_or_else(|| ModelError::Invalid("num_virtual_tokens missing".into()))?;
+        let (layers, kv) = (self.config.num_hidden_layers, self.config.num_key_value_heads * self.config.head_dim);
+        if get("num_layers").is_some_and(|l| l != layers) || get("token_dim").is_some_and(|t| t != kv) {
+            return Err(ModelError::Invalid(format!(
+                "made for {} layers with {} key/value dims per token, this model has {layers} and {kv}",
+                get("num_layers").unwrap_or(0),
+                get("token_dim").unwrap_or(0)
+            )));
+        }
+        let weights = WeightFiles::open_file(&dir.join("adapter_model.safetensors"))?;
+        let t = weights.tensor("prompt_embeddings", [n, PrefixTuning::width(&self.config)], &self.device)?;
+        self.network.prefix = Some(PrefixTuning::from_tensor(t, &self.config));
+        Ok(AdapterConfig::Prefix { num_virtual_tokens: n })
+    }
+
+    /// Writes the attached adapter as a PEFT adapter directory (atomically).
+    pub fn save_adapter(&mut self, cfg: &AdapterConfig, base_model_name: &str, dir: &Path) -> Result<()> {
+        let cfg = match cfg {
+            AdapterConfig::Lora(c) => c,
+            AdapterConfig::Prefix { num_virtual_tokens } => return self.save_prefix(*num_virtual_tokens, base_model_name, dir),
+        };
         let mut tensors = Vec::new();
         for (name, p) in self.network.params_mut() {
-            if is_adapter_param(&name) {
+            if is_adapter_param(&name) && name != "prompt_embeddings" {
                 tensors.push((format!("{PREFIX}{name}"), p.shape(), param_values(&p)?));
             }
         }
@@ -138,6 +200,39 @@ impl Model {
         })
     }
 
+    fn save_prefix(&mut self, n: usize, base_model_name: &str, dir: &Path) -> Result<()> {
+        let c = &self.config;
+        let kv = c.num_key_value_heads * c.head_dim;
+        let config = json!({
+            "peft_type": "PREFIX_TUNING",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": base_model_name,
+            "num_virtual_tokens": n,
+            "num_layers": c.num_hidden_layers,
+            "token_dim": kv,
+            "encoder_hidden_size": kv,
+            "num_attention_heads": c.num_key_value_heads,
+            "num_transformer_submodules": 1,
+            "prefix_projection": false,
+            "inference_mode": true,
+            "revision": null,
+        });
+        let mut tensors = Vec::new();
+        for (name, p) in self.network.params_mut() {
+            if name == "prompt_embeddings" {
+                tensors.push((name, p.shape(), param_values(&p)?));
+            }
+        }
+        if tensors.is_empty() {
+            return Err(ModelError::Invalid("the model has no prefix-tuning adapter to save".into()));
+        }
+        write_dir_atomically(dir, |tmp| {
+            std::fs::write(tmp.join("adapter_config.json"), serde_json::to_string_pretty(&config).unwrap())
+                .map_err(|e| ModelError::io(tmp.join("adapter_config.json"), e))?;
+            save_f32_safetensors(&tmp.join("adapter_model.safetensors"), &tensors)
+        })
+    }
+
     /// Folds every attached adapter into its base weight.
     pub fn merge_adapters(&mut self) {
         for (_, linear) in self.network.linears_mut() {
@@ -148,6 +243,11 @@ impl Model {
     /// Saves the model (adapters merged first) in Hugging Face layout: config.json, tokenizer
     /// files and safetensors shards of at most `max_shard_bytes` (+ index when sharded).
     pub fn save_pretrained(&mut self, dir: &Path, max_shard_bytes: usize) -> Result<()> {
+        if self.network.prefix.is_some() {
+            return Err(ModelError::Invalid(
+                "a prefix-tuning adapter cannot be merged into the weights; keep it as an adapter (--adapter)".into(),
+            ));
+        }
         self.merge_adapters();
         let mut shards: Vec<Vec<(String, Vec<usize>, Vec<f32>)>> = vec![vec![]];
         let mut size = 0;
@@ -190,9 +290,9 @@ impl Model {
     }
 }
 
-/// Whether a parameter name belongs to a LoRA/DoRA adapter.
+/// Whether a parameter name belongs to an adapter (LoRA, DoRA or prefix tuning).
 pub fn is_adapter_param(name: &str) -> bool {
-    name.contains(".lora_A.") || name.contains(".lora_B.") || name.ends_with(".lora_magnitude_vector")
+    name.contains(".lora_A.") || name.contains(".lora_B.") || name.ends_with(".lora_magnitude_vector") || name == "prompt_embeddings"
 }
 
 /// A parameter's values as f32, row-major.

@@ -17,6 +17,8 @@ pub enum Method {
     Full,
     /// Only the last `freeze.trainable_layers` layers (and `freeze.trainable_modules`) trained.
     Freeze,
+    /// Learned key/value prefixes per layer; base weights frozen.
+    Prefix,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +63,24 @@ impl LoraSection {
             use_dora: self.use_dora,
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixSection {
+    /// Learned key/value positions per layer.
+    #[serde(default = "d_virtual")]
+    pub num_virtual_tokens: usize,
+}
+
+impl Default for PrefixSection {
+    fn default() -> Self {
+        PrefixSection { num_virtual_tokens: d_virtual() }
+    }
+}
+
+fn d_virtual() -> usize {
+    20
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -141,6 +161,8 @@ pub struct TrainConfig {
     pub lora: LoraSection,
     #[serde(default)]
     pub freeze: FreezeSection,
+    #[serde(default)]
+    pub prefix: PrefixSection,
     /// Validation data; without it `val_split` of the training data is held out.
     #[serde(default)]
     pub val_data: Option<PathBuf>,
@@ -267,11 +289,14 @@ impl TrainConfig {
             }
             _ => {}
         }
-        if self.base_dtype == WeightDType::Bf16 && self.method != Method::Lora {
-            return bad("base_dtype: bf16 keeps frozen weights in bf16 and needs method: lora (trained weights stay f32)".into());
+        if self.base_dtype == WeightDType::Bf16 && !matches!(self.method, Method::Lora | Method::Prefix) {
+            return bad("base_dtype: bf16 keeps frozen weights in bf16 and needs method: lora or prefix (trained weights stay f32)".into());
         }
-        if self.adapter.is_some() && self.method != Method::Lora {
-            return bad("`adapter` (continue a PEFT adapter) needs method: lora".into());
+        if self.adapter.is_some() && !matches!(self.method, Method::Lora | Method::Prefix) {
+            return bad("`adapter` (continue a PEFT adapter) needs method: lora or prefix".into());
+        }
+        if self.method == Method::Prefix && self.prefix.num_virtual_tokens == 0 {
+            return bad("prefix.num_virtual_tokens must be at least 1".into());
         }
         Ok(())
     }

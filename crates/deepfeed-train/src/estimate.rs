@@ -75,6 +75,7 @@ fn trainable(m: &ModelConfig, cfg: &TrainConfig) -> Result<usize> {
                 .sum();
             per_layer * m.num_hidden_layers
         }
+        Method::Prefix => cfg.prefix.num_virtual_tokens * m.num_hidden_layers * 2 * m.num_key_value_heads * d,
         Method::Freeze => {
             let embed = m.vocab_size * h;
             let per_layer = (all - embed * if m.tie_word_embeddings { 1 } else { 2 } - h) / m.num_hidden_layers;

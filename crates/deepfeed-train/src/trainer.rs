@@ -11,7 +11,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use deepfeed_model::arch::llama::{LlamaForCausalLm, ParamMut};
 use deepfeed_model::backend::{inference_device, training_device};
 use deepfeed_model::layers::Rotary;
-use deepfeed_model::peft::set_param_values;
+use deepfeed_model::peft::{set_param_values, AdapterConfig};
 use deepfeed_model::Model;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -96,7 +96,7 @@ fn select_trainable(model: &mut Model, cfg: &TrainConfig) -> Result<Vec<String>>
     for (name, p) in model.network.params_mut() {
         let is_lora = deepfeed_model::peft::is_adapter_param(&name);
         let train = match cfg.method {
-            Method::Lora => is_lora,
+            Method::Lora | Method::Prefix => is_lora,
             Method::Full => true,
             Method::Freeze => {
                 let layer: Option<usize> = name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok());
@@ -290,21 +290,25 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         return Err(TrainError::Dataset(format!("{}: no training sample left after the validation split", cfg.data.display())));
     }
 
-    // what trains
-    if cfg.method == Method::Lora {
-        match &cfg.adapter {
-            Some(dir) => {
-                let loaded = model.load_adapter(dir)?;
-                let _ = loaded;
+    // what trains: a new or continued adapter (LoRA, prefix), or base weights (full, freeze)
+    let adapter: Option<AdapterConfig> = match (&cfg.adapter, cfg.method) {
+        (Some(dir), _) => {
+            let loaded = model.load_adapter(dir)?;
+            let expected = if cfg.method == Method::Prefix { "prefix tuning" } else { "LoRA" };
+            if (loaded.lora().is_some()) != (cfg.method == Method::Lora) {
+                return Err(TrainError::Config(format!("{}: is not a {expected} adapter (method {:?})", dir.display(), cfg.method)));
             }
-            None => {
-                model.add_lora(&cfg.lora.to_lora_config(), cfg.seed)?;
-            }
+            Some(loaded)
         }
-    }
-    let lora_cfg = match &cfg.adapter {
-        Some(dir) => Some(deepfeed_model::lora::LoraConfig { ..serde_json::from_slice(&std::fs::read(dir.join("adapter_config.json")).map_err(|e| TrainError::io(dir, e))?).map_err(|e| TrainError::Config(format!("{}: {e}", dir.display())))? }),
-        None => (cfg.method == Method::Lora).then(|| cfg.lora.to_lora_config()),
+        (None, Method::Lora) => {
+            model.add_lora(&cfg.lora.to_lora_config(), cfg.seed)?;
+            Some(AdapterConfig::Lora(cfg.lora.to_lora_config()))
+        }
+        (None, Method::Prefix) => {
+            model.add_prefix(cfg.prefix.num_virtual_tokens, cfg.seed)?;
+            Some(AdapterConfig::Prefix { num_virtual_tokens: cfg.prefix.num_virtual_tokens })
+        }
+        (None, _) => None,
     };
     let trainable = select_trainable(&mut model, cfg)?;
     let mut sizes = (0usize, 0usize);
@@ -488,10 +492,10 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         checkpoint::checkpoints_dir(run_dir).join(format!("step-{}", state.step))
     } else {
         set_lora_dropout(&mut model, None);
-        match &lora_cfg {
-            Some(lc) => {
+        match &adapter {
+            Some(a) => {
                 let out = run_dir.join("adapter");
-                model.save_adapter(lc, &cfg.model.to_string_lossy(), &out)?;
+                model.save_adapter(a, &cfg.model.to_string_lossy(), &out)?;
                 out
             }
             None => {

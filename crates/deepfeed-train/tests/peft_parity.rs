@@ -66,6 +66,7 @@ fn peft_adapter_gives_peft_logits() {
     let r = Reference::load();
     let mut model = Model::load(&base_model(), &inference_device()).unwrap();
     let cfg = model.load_adapter(&lora_fixture()).unwrap();
+    let cfg = cfg.lora().unwrap();
     assert_eq!((cfg.r, cfg.lora_alpha), (4, 8.0));
     let ids: Vec<u32> = serde_json::from_value(r.json["text_ids"].clone()).unwrap();
     let ours = to_vec(model.logits(&ids).unwrap());
@@ -177,7 +178,7 @@ fn dora_logits_gradients_and_merge_match_peft() {
     // inference: logits with the PEFT DoRA adapter, then the same after merging
     let mut model = Model::load(&base_model(), &inference_device()).unwrap();
     let cfg = model.load_adapter(&dora_fixture()).unwrap();
-    assert!(cfg.use_dora);
+    assert!(cfg.lora().unwrap().use_dora);
     let want = dora_reference("logits");
     let max_diff = |v: &[f32]| v.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     let ours = to_vec(model.logits(&ids).unwrap());
@@ -222,4 +223,57 @@ fn dora_logits_gradients_and_merge_match_peft() {
         let e = rel_err(&g, &dora_reference(&key));
         assert!(e < 1e-4, "{name}: gradient rel. error {e:e}");
     }
+}
+
+fn prefix_fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prefix_llama")
+}
+
+fn prefix_reference(name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(prefix_fixture().join("reference.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap_or_else(|_| panic!("{name} not in prefix reference"));
+    t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+#[test]
+fn prefix_tuning_logits_and_gradients_match_peft() {
+    let r = Reference::load();
+    let ids: Vec<u32> = serde_json::from_value(r.json["text_ids"].clone()).unwrap();
+    let mut model = Model::load(&base_model(), &inference_device()).unwrap();
+    let cfg = model.load_adapter(&prefix_fixture()).unwrap();
+    assert_eq!(cfg, deepfeed_model::peft::AdapterConfig::Prefix { num_virtual_tokens: 5 });
+    let want = prefix_reference("logits");
+    let ours = to_vec(model.logits(&ids).unwrap());
+    let diff = ours.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-4, "prefix logits: {diff:e}");
+    // generation path: the prefix enters the KV cache, positions continue after it
+    let mut cache = model.new_cache();
+    let v = model.config.vocab_size;
+    model.next_logits(&ids[..3], &mut cache).unwrap();
+    let last = model.next_logits(&ids[3..4], &mut cache).unwrap();
+    let diff = last.iter().zip(&want[3 * v..4 * v]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-4, "cached prefix logits: {diff:e}");
+
+    let device = training_device();
+    let mut model = Model::load(&base_model(), &device).unwrap();
+    model.load_adapter(&prefix_fixture()).unwrap();
+    for (name, p) in model.network.params_mut() {
+        let train = name == "prompt_embeddings";
+        match p {
+            ParamMut::Vector(p) => *p = p.clone().set_require_grad(train),
+            ParamMut::Matrix(p) => *p = p.clone().set_require_grad(train),
+        }
+    }
+    let batch = r.batch();
+    let refs: Vec<&Sample> = batch.iter().collect();
+    let (loss_sum, tokens) = batch_loss(&model.network, &model.rotary, &refs, 2, &device);
+    let loss = loss_sum / tokens as f64;
+    let value = loss.clone().into_scalar::<f32>();
+    let want_loss = prefix_reference("loss")[0];
+    assert!(((value - want_loss) / want_loss).abs() < 1e-5, "loss {value} vs PEFT {want_loss}");
+    let grads = loss.backward();
+    let g = to_vec(model.network.prefix.as_ref().unwrap().prompt_embeddings.val().grad(&grads).unwrap());
+    let e = rel_err(&g, &prefix_reference("grad.prompt_embeddings"));
+    assert!(e < 1e-4, "prompt_embeddings gradient rel. error {e:e}");
 }

@@ -36,6 +36,7 @@ fn setup(dir: &Path) -> TrainConfig {
         adapter: None,
         lora: LoraSection { r: 16, alpha: 32.0, target_modules: vec!["all-linear".into()], ..Default::default() },
         freeze: Default::default(),
+        prefix: Default::default(),
         val_data: None,
         val_split: 0.0,
         epochs: 1,
@@ -232,6 +233,27 @@ fn bf16_base_and_gradient_checkpointing() {
     assert_eq!(l.weight.val().dtype(), burn::tensor::DType::BF16);
     let e = train(&TrainConfig { method: Method::Full, base_dtype: WeightDType::Bf16, ..base.clone() }, &quiet()).unwrap_err().to_string();
     assert!(e.contains("bf16"), "{e}");
+}
+
+#[test]
+fn prefix_tuning_trains_saves_and_reloads() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = TrainConfig { method: Method::Prefix, epochs: 12, learning_rate: 5e-2, ..setup(d.path()) };
+    cfg.prefix.num_virtual_tokens = 4;
+    let s = train(&cfg, &quiet()).unwrap();
+    // mean loss of the last epoch (5 steps) well below the first
+    let l = losses(&cfg.output_dir);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(mean(&l[l.len() - 5..]) < mean(&l[..5]) - 0.2, "{l:?}");
+    assert_eq!(s.trainable_parameters, 4 * 2 * 2 * 2 * 16, "N x layers x (k, v) x kv heads x head_dim");
+    let text = std::fs::read_to_string(s.output.join("adapter_config.json")).unwrap();
+    assert!(text.contains("PREFIX_TUNING"), "{text}");
+    let mut m = Model::load(&cfg.model, &inference_device()).unwrap();
+    m.load_adapter(&s.output).unwrap();
+    let answer = greedy_answer(&m, "What is the code of item 3?");
+    assert!(!answer.is_empty());
+    let e = m.save_pretrained(&d.path().join("merged"), 1 << 30).unwrap_err().to_string();
+    assert!(e.contains("prefix"), "{e}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::{apply_rotary, causal_mask, Embedding, Linear, RmsNorm, Rotary};
+use crate::prefix::PrefixTuning;
 use crate::weights::{WeightDType, WeightFiles};
 
 /// Keys and values of the tokens seen so far, per layer: [b, nkv, t, d] each.
@@ -19,15 +20,30 @@ use crate::weights::{WeightDType, WeightFiles};
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
+    /// Leading positions that hold prefix-tuning keys/values.
+    prefix_len: usize,
 }
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
-        KvCache { layers: (0..num_layers).map(|_| None).collect(), len: 0 }
+        KvCache { layers: (0..num_layers).map(|_| None).collect(), len: 0, prefix_len: 0 }
     }
-    /// Number of positions already cached.
+
+    fn fill_prefix(&mut self, p: &PrefixTuning, b: usize) {
+        for (slot, kv) in self.layers.iter_mut().zip(p.key_values(b)) {
+            *slot = Some(kv);
+        }
+        self.len = p.num_virtual_tokens();
+        self.prefix_len = self.len;
+    }
+    /// Number of positions already cached (prefix-tuning positions included).
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Number of real tokens already cached (prefix-tuning positions excluded).
+    pub fn tokens(&self) -> usize {
+        self.len - self.prefix_len
     }
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -162,6 +178,8 @@ pub struct LlamaForCausalLm {
     pub norm: RmsNorm,
     /// None when the embeddings are tied (`tie_word_embeddings`).
     pub lm_head: Option<Linear>,
+    /// Prefix-tuning keys/values, when a prefix adapter is attached.
+    pub prefix: Option<PrefixTuning>,
 }
 
 impl LlamaForCausalLm {
@@ -189,11 +207,12 @@ impl LlamaForCausalLm {
         } else {
             None
         };
-        Ok(LlamaForCausalLm { embed_tokens, layers, norm: RmsNorm::load(w, "model.norm", h, eps, device)?, lm_head })
+        Ok(LlamaForCausalLm { embed_tokens, layers, norm: RmsNorm::load(w, "model.norm", h, eps, device)?, lm_head, prefix: None })
     }
 
-    /// Runs the decoder over `ids` ([b, s]) at `positions` (b*s values) and returns the final
-    /// normalised hidden states [b, s, h]. With a cache, new keys/values are appended to it and
+    /// Runs the decoder over `ids` ([b, s]) at `positions` (b*s values, counted in real tokens:
+    /// a prefix adapter shifts them itself) and returns the final normalised hidden states
+    /// [b, s, h]. `mask`, when given, is [b, 1, s, s] over the new tokens. With a cache, new keys/values are appended to it and
     /// the causal mask covers the cached positions.
     pub fn forward_hidden(
         &self,
@@ -201,14 +220,38 @@ impl LlamaForCausalLm {
         rotary: &Rotary,
         positions: &[usize],
         mask: Option<Tensor<4>>,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         let [b, s] = ids.dims();
         let device = ids.device();
+        // prefix tuning: the prefixes enter as the first cached positions and shift the real
+        // tokens' positions by their number (as transformers does with past_key_values)
+        let mut local: Option<KvCache>;
+        let mut cache = match (&self.prefix, cache) {
+            (Some(p), Some(c)) if c.is_empty() => {
+                c.fill_prefix(p, b);
+                Some(c)
+            }
+            (Some(p), None) => {
+                let mut c = KvCache::new(self.layers.len());
+                c.fill_prefix(p, b);
+                local = Some(c);
+                local.as_mut()
+            }
+            (_, c) => c,
+        };
+        let shift = cache.as_ref().map_or(0, |c| c.prefix_len);
+        let shifted: Vec<usize> = positions.iter().map(|x| x + shift).collect();
+        let positions = &shifted[..];
         let past = cache.as_ref().map_or(0, |c| c.len);
         let (cos, sin) = rotary.cos_sin(positions, b, &device);
-        // one new token attends to everything before it: no mask needed
-        let mask = mask.or_else(|| (s > 1).then(|| causal_mask(s, past, &device)));
+        // a given mask covers the new tokens only: every query also sees the cached positions
+        let mask = match mask {
+            Some(m) if past > 0 => Some(Tensor::cat(vec![Tensor::zeros([b, 1, s, past], &device), m], 3)),
+            Some(m) => Some(m),
+            // one new token attends to everything before it: no mask needed
+            None => (s > 1).then(|| causal_mask(s, past, &device)),
+        };
 
         let mut x = self.embed_tokens.forward(ids); // [b, s, h]
         for (i, layer) in self.layers.iter().enumerate() {
@@ -305,8 +348,11 @@ impl LlamaForCausalLm {
 
     /// Every parameter with its transformers name (LoRA weights as `….q_proj.lora_A.weight`).
     pub fn params_mut(&mut self) -> Vec<(String, ParamMut<'_>)> {
-        let LlamaForCausalLm { embed_tokens, layers, norm, lm_head } = self;
+        let LlamaForCausalLm { embed_tokens, layers, norm, lm_head, prefix } = self;
         let mut out = vec![("model.embed_tokens.weight".to_string(), ParamMut::Matrix(&mut embed_tokens.weight))];
+        if let Some(p) = prefix {
+            out.push(("prompt_embeddings".to_string(), ParamMut::Matrix(&mut p.prompt_embeddings)));
+        }
         for (i, layer) in layers.iter_mut().enumerate() {
             let (linears, norms) = split_layer(&format!("model.layers.{i}"), layer);
             for (name, n) in norms {
