@@ -136,3 +136,38 @@ fn train_chat_merge() {
         assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// Ctrl-C during training saves a checkpoint and exits cleanly; --resume finishes the run.
+#[test]
+fn sigint_saves_a_checkpoint_and_resume_finishes() {
+    let d = tempfile::tempdir().unwrap();
+    ok(&deepfeed(&["init-tiny", "--out", "base"], d.path()));
+    write_qa(&d.path().join("qa.jsonl"));
+    let args = ["train", "--model", "base", "--data", "qa.jsonl", "--output-dir", "run", "--batch-size", "1", "--epochs", "150", "--lr", "1e-3"];
+    let child = Command::new(env!("CARGO_BIN_EXE_deepfeed"))
+        .args(args)
+        .current_dir(d.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until training is under way, then interrupt
+    let metrics = d.path().join("run/metrics.jsonl");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 3 {
+        assert!(start.elapsed().as_secs() < 60, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    let ckpts: Vec<_> = std::fs::read_dir(d.path().join("run/checkpoints")).unwrap().collect();
+    assert_eq!(ckpts.len(), 1);
+    let done = ok(&deepfeed(&[&args[..], &["--resume", "--json"]].concat(), d.path()));
+    let s: serde_json::Value = serde_json::from_str(&done).unwrap();
+    assert_eq!(s["outcome"], "finished");
+    assert_eq!(s["steps"], s["total_steps"]);
+}
