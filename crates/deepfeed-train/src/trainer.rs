@@ -93,7 +93,7 @@ fn select_trainable(model: &mut Model, cfg: &TrainConfig) -> Result<Vec<String>>
     let first_trained_layer = layers - cfg.freeze.trainable_layers.min(layers);
     let mut names = Vec::new();
     let mut matched_modules = vec![false; cfg.freeze.trainable_modules.len()];
-    for (name, p) in model.network.params_mut() {
+    for (name, mut p) in model.network.params_mut() {
         let is_lora = deepfeed_model::peft::is_adapter_param(&name);
         let train = match cfg.method {
             Method::Lora | Method::Prefix => is_lora,
@@ -111,10 +111,7 @@ fn select_trainable(model: &mut Model, cfg: &TrainConfig) -> Result<Vec<String>>
                 by_layer || by_name
             }
         };
-        match p {
-            ParamMut::Vector(p) => *p = p.clone().set_require_grad(train),
-            ParamMut::Matrix(p) => *p = p.clone().set_require_grad(train),
-        }
+        p.set_require_grad(train);
         if train {
             names.push(name);
         }

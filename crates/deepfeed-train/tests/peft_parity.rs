@@ -19,6 +19,31 @@ fn lora_fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora_llama")
 }
 
+/// Tensor `name` of a safetensors file's bytes, as f32.
+fn f32_tensor(bytes: &[u8], name: &str) -> Vec<f32> {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    let t = st.tensor(name).unwrap_or_else(|_| panic!("{name} not in the reference"));
+    t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// Tensor `name` of `dir/reference.safetensors`.
+fn fixture_tensor(dir: &std::path::Path, name: &str) -> Vec<f32> {
+    f32_tensor(&std::fs::read(dir.join("reference.safetensors")).unwrap(), name)
+}
+
+/// Freezes everything but the adapter's parameters; returns their names.
+fn train_only_adapter(model: &mut Model) -> Vec<String> {
+    let mut names = vec![];
+    for (name, mut p) in model.network.params_mut() {
+        let train = deepfeed_model::peft::is_adapter_param(&name);
+        p.set_require_grad(train);
+        if train {
+            names.push(name);
+        }
+    }
+    names
+}
+
 struct Reference {
     json: Value,
     bytes: Vec<u8>,
@@ -33,9 +58,7 @@ impl Reference {
         }
     }
     fn tensor(&self, name: &str) -> Vec<f32> {
-        let st = SafeTensors::deserialize(&self.bytes).unwrap();
-        let t = st.tensor(name).unwrap_or_else(|_| panic!("{name} not in reference"));
-        t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+        f32_tensor(&self.bytes, name)
     }
     fn batch(&self) -> Vec<Sample> {
         let ids: Vec<Vec<u32>> = serde_json::from_value(self.json["input_ids"].clone()).unwrap();
@@ -84,18 +107,7 @@ fn lora_gradients_and_adamw_step_match_peft() {
     let device = training_device();
     let mut model = Model::load(&base_model(), &device).unwrap();
     model.load_adapter(&lora_fixture()).unwrap();
-    // only the LoRA weights train
-    let mut lora_names = vec![];
-    for (name, p) in model.network.params_mut() {
-        let train = name.contains(".lora_");
-        match p {
-            ParamMut::Vector(p) => *p = p.clone().set_require_grad(train),
-            ParamMut::Matrix(p) => *p = p.clone().set_require_grad(train),
-        }
-        if train {
-            lora_names.push(name);
-        }
-    }
+    let lora_names = train_only_adapter(&mut model);
     assert_eq!(lora_names.len(), 2 * 4 * 2, "4 target modules x 2 layers x (A, B)");
     let batch = r.batch();
     let refs: Vec<&Sample> = batch.iter().collect();
@@ -164,10 +176,7 @@ fn dora_fixture() -> PathBuf {
 }
 
 fn dora_reference(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(dora_fixture().join("reference.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(name).unwrap_or_else(|_| panic!("{name} not in DoRA reference"));
-    t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    fixture_tensor(&dora_fixture(), name)
 }
 
 #[test]
@@ -191,17 +200,7 @@ fn dora_logits_gradients_and_merge_match_peft() {
     let device = training_device();
     let mut model = Model::load(&base_model(), &device).unwrap();
     model.load_adapter(&dora_fixture()).unwrap();
-    let mut names = vec![];
-    for (name, p) in model.network.params_mut() {
-        let train = deepfeed_model::peft::is_adapter_param(&name);
-        match p {
-            ParamMut::Vector(p) => *p = p.clone().set_require_grad(train),
-            ParamMut::Matrix(p) => *p = p.clone().set_require_grad(train),
-        }
-        if train {
-            names.push(name);
-        }
-    }
+    let names = train_only_adapter(&mut model);
     assert_eq!(names.len(), 3 * 3 * 2);
     let batch = r.batch();
     let refs: Vec<&Sample> = batch.iter().collect();
@@ -230,10 +229,7 @@ fn prefix_fixture() -> PathBuf {
 }
 
 fn prefix_reference(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(prefix_fixture().join("reference.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(name).unwrap_or_else(|_| panic!("{name} not in prefix reference"));
-    t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    fixture_tensor(&prefix_fixture(), name)
 }
 
 #[test]
@@ -258,13 +254,7 @@ fn prefix_tuning_logits_and_gradients_match_peft() {
     let device = training_device();
     let mut model = Model::load(&base_model(), &device).unwrap();
     model.load_adapter(&prefix_fixture()).unwrap();
-    for (name, p) in model.network.params_mut() {
-        let train = name == "prompt_embeddings";
-        match p {
-            ParamMut::Vector(p) => *p = p.clone().set_require_grad(train),
-            ParamMut::Matrix(p) => *p = p.clone().set_require_grad(train),
-        }
-    }
+    assert_eq!(train_only_adapter(&mut model), ["prompt_embeddings"]);
     let batch = r.batch();
     let refs: Vec<&Sample> = batch.iter().collect();
     let (loss_sum, tokens) = batch_loss(&model.network, &model.rotary, &refs, 2, &device);

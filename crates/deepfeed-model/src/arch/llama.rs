@@ -295,6 +295,14 @@ impl ParamMut<'_> {
     pub fn num_elements(&self) -> usize {
         self.shape().iter().product()
     }
+
+    /// Marks the parameter as trained (gradient tracked) or frozen.
+    pub fn set_require_grad(&mut self, train: bool) {
+        match self {
+            ParamMut::Vector(p) => **p = p.clone().set_require_grad(train),
+            ParamMut::Matrix(p) => **p = p.clone().set_require_grad(train),
+        }
+    }
 }
 
 /// The parts of one decoder layer, borrowed separately: its seven projections with their
