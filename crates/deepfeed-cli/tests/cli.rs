@@ -171,3 +171,40 @@ fn sigint_saves_a_checkpoint_and_resume_finishes() {
     assert_eq!(s["outcome"], "finished");
     assert_eq!(s["steps"], s["total_steps"]);
 }
+
+/// A disk that fills up while a checkpoint is written (simulated with a file-size limit) gives a
+/// clear error, leaves no half-written checkpoint, and never damages an earlier one.
+#[test]
+fn full_disk_while_checkpointing_keeps_the_earlier_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    ok(&deepfeed(&["init-tiny", "--out", "base"], d.path()));
+    write_qa(&d.path().join("qa.jsonl"));
+    let bin = env!("CARGO_BIN_EXE_deepfeed");
+    // full fine-tuning: each checkpoint holds ~570 KB of weights, above the 100 KiB limit below
+    let train = |extra: &str, limited: bool| {
+        let limit = if limited { "trap '' XFSZ; ulimit -f 100; " } else { "" };
+        let cmd = format!("{limit}exec {bin} train --model base --data qa.jsonl --output-dir run --method full --save-every 2 --lr 1e-3 {extra}");
+        Command::new("bash").args(["-c", &cmd]).current_dir(d.path()).output().unwrap()
+    };
+
+    // the very first checkpoint cannot be written
+    let out = train("--max-steps 4", true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("step-2") && err.trim_end().lines().count() == 1, "{err}");
+    assert_eq!(std::fs::read_dir(d.path().join("run/checkpoints")).unwrap().count(), 0, "nothing half-written is left");
+
+    // with room, steps 2 and 4 are saved; then a resumed run fails to save step 6
+    std::fs::remove_dir_all(d.path().join("run")).unwrap();
+    let out = train("--max-steps 4", false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let step4 = d.path().join("run/checkpoints/step-4");
+    let before: Vec<Vec<u8>> = ["trainable.safetensors", "optimizer.safetensors", "state.json"].iter().map(|f| std::fs::read(step4.join(f)).unwrap()).collect();
+    let out = train("--max-steps 6 --resume", true);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let after: Vec<Vec<u8>> = ["trainable.safetensors", "optimizer.safetensors", "state.json"].iter().map(|f| std::fs::read(step4.join(f)).unwrap()).collect();
+    assert_eq!(before, after, "the earlier checkpoint is untouched");
+    // and the run continues from it once there is room
+    let out = train("--max-steps 6 --resume --json", false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
