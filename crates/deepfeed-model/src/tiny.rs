@@ -195,5 +195,8 @@ pub fn save_f32_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32
         .zip(&bytes)
         .map(|((name, shape, _), b)| (name.clone(), TensorView::new(Dtype::F32, shape.clone(), b).expect("shape matches data")))
         .collect();
-    safetensors::serialize_to_file(views, None, path).map_err(|e| ModelError::Safetensors { path: path.into(), message: e.to_string() })
+    safetensors::serialize_to_file(views, None, path).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(err) => ModelError::Io { path: path.into(), err },
+        other => ModelError::Invalid(format!("{}: cannot write: {other}", path.display())),
+    })
 }

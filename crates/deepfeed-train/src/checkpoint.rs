@@ -68,6 +68,10 @@ pub fn save(run_dir: &Path, model: &mut Model, trainable: &[String], opt: &AdamW
         save_f32_safetensors(&tmp.join("optimizer.safetensors"), &moments)?;
         std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state).unwrap())
             .map_err(|e| deepfeed_model::ModelError::io(tmp.join("state.json"), e))
+    })
+    .map_err(|e| TrainError::Checkpoint {
+        path: dir.clone(),
+        message: format!("cannot be written ({e}); earlier checkpoints are untouched — free some disk space and resume with --resume"),
     })?;
     let all = list_checkpoints(run_dir);
     if all.len() > keep_last.max(1) {
