@@ -356,7 +356,9 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     deepfeed_model::fsutil::write_file_atomically(&run_dir.join("config.yaml"), cfg.to_yaml().as_bytes())?;
 
     // loop
-    let bar = if opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(total_steps as u64) };
+    let plain_log = !opts.quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let log_every = (total_steps / 20).max(1);
+    let bar = if opts.quiet || plain_log { ProgressBar::hidden() } else { ProgressBar::new(total_steps as u64) };
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]").unwrap());
     bar.set_position(state.step as u64);
     let started = Instant::now();
@@ -466,7 +468,12 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             val_loss,
         })?;
         bar.set_position(state.step as u64);
-        bar.set_message(format!("loss {loss_sum:.4} lr {lr:.2e} {tps:.0} tok/s{}", val_loss.map_or(String::new(), |v| format!(" val {v:.4}"))));
+        let line = format!("loss {loss_sum:.4} lr {lr:.2e} {tps:.0} tok/s{}", val_loss.map_or(String::new(), |v| format!(" val {v:.4}")));
+        if plain_log && (state.step % log_every == 0 || last_step) {
+            // no terminal (a log file, CI): a plain line now and then instead of the bar
+            eprintln!("step {}/{total_steps} {line}", state.step);
+        }
+        bar.set_message(line);
 
         let stop_early = cfg.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p);
         let interrupted = INTERRUPTED.load(Ordering::SeqCst) || opts.stop_after == Some(state.step);
