@@ -1,5 +1,6 @@
 //! The `deepfeed` command line: parses arguments and calls the crates.
 mod bench;
+mod data_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -30,7 +31,11 @@ enum Command {
     Generate(GenerateArgs),
     /// Perplexity of a text or JSONL file under a model
     Perplexity(PerplexityArgs),
-    /// Fine-tune a model on a JSONL dataset (LoRA, full or freeze)
+    /// Convert TSV/CSV/Alpaca/ShareGPT/OpenAI/preference/text data to the project JSONL
+    Convert(data_cmd::ConvertArgs),
+    /// Check a project JSONL file; invalid lines are quarantined with their reasons
+    Validate(data_cmd::ValidateArgs),
+    /// Fine-tune a model on a JSONL dataset (LoRA, DoRA, full, freeze or prefix)
     Train(train_cmd::TrainArgs),
     /// Memory estimate of a training run (same as `train --dry-run`)
     Estimate(train_cmd::TrainArgs),
@@ -301,6 +306,8 @@ fn main() {
         Command::Chat(a) => run_chat(a),
         Command::Generate(a) => run_generate(a),
         Command::Perplexity(a) => run_perplexity(a),
+        Command::Convert(a) => data_cmd::run_convert(a),
+        Command::Validate(a) => data_cmd::run_validate(a),
         Command::Train(a) => train_cmd::run_train(a),
         Command::Estimate(a) => train_cmd::run_train(a.dry_run()),
         Command::Merge(a) => train_cmd::run_merge(a),

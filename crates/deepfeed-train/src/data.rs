@@ -11,6 +11,7 @@
 //! sequences longer than `max_seq_len` are cut (and counted).
 use std::path::Path;
 
+use deepfeed_data::Record;
 use deepfeed_model::tokenizer::TextTokenizer;
 use deepfeed_model::ChatMessage;
 use rand::rngs::StdRng;
@@ -131,43 +132,27 @@ fn encode_messages(tok: &TextTokenizer, messages: &[ChatMessage]) -> deepfeed_mo
     Ok(Sample::new(b.ids, b.train))
 }
 
-/// Parses one JSONL record into a sample.
+/// One record of the project format (checked by `deepfeed_data::Record::parse`) to a sample.
 fn encode_record(tok: &TextTokenizer, v: &Value) -> std::result::Result<Sample, String> {
-    let text_field = |k: &str| -> std::result::Result<Option<&str>, String> {
-        match v.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(format!("field `{k}` must be a string, found {other}")),
-        }
-    };
+    let record = Record::parse(v).map_err(|e| e.to_string())?;
     let model_err = |e: deepfeed_model::ModelError| e.to_string();
-    if let (Some(input), Some(target)) = (text_field("input_text")?, text_field("target_text")?) {
-        if target.is_empty() {
-            return Err("`target_text` is empty: nothing to learn".into());
+    match record {
+        // preference pairs train on the chosen answer here (DPO uses `rejected_text`)
+        Record::Pair { input, target, .. } => {
+            let messages = [ChatMessage::new("user", &input), ChatMessage::new("assistant", &target)];
+            encode_messages(tok, &messages).map_err(model_err)
         }
-        let messages = [ChatMessage::new("user", input), ChatMessage::new("assistant", target)];
-        return encode_messages(tok, &messages).map_err(model_err);
-    }
-    if let Some(m) = v.get("messages") {
-        let messages: Vec<ChatMessage> = serde_json::from_value(m.clone()).map_err(|e| format!("`messages`: {e}"))?;
-        if !messages.iter().any(|m| m.role == "assistant") {
-            return Err("`messages` has no assistant turn: nothing to learn".into());
+        Record::Chat { messages, .. } => {
+            let messages: Vec<ChatMessage> = messages.iter().map(|m| ChatMessage::new(&m.role, &m.content)).collect();
+            encode_messages(tok, &messages).map_err(model_err)
         }
-        return encode_messages(tok, &messages).map_err(model_err);
-    }
-    if let Some(text) = text_field("text")? {
-        if text.trim().is_empty() {
-            return Err("`text` is empty".into());
+        Record::Text { text, .. } => {
+            let ids = tok.encode(&text, true).map_err(model_err)?;
+            let mut b = Builder { tok, train: vec![true; ids.len()], ids };
+            b.close(true);
+            Ok(Sample::new(b.ids, b.train))
         }
-        let ids = tok.encode(text, true).map_err(model_err)?;
-        let mut b = Builder { tok, train: vec![true; ids.len()], ids };
-        b.close(true);
-        return Ok(Sample::new(b.ids, b.train));
     }
-    if v.get("input_text").is_some() || v.get("target_text").is_some() {
-        return Err("needs both `input_text` and `target_text`".into());
-    }
-    Err("expected `input_text` + `target_text`, `messages`, or `text`".into())
 }
 
 /// Reads and tokenizes a JSONL dataset. Errors name the file and line.

@@ -1,0 +1,96 @@
+//! `deepfeed convert` and `deepfeed validate`.
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use deepfeed_data::convert::{convert, ConvertOptions, Format};
+use deepfeed_data::validate::{validate, TokenCounter};
+use deepfeed_model::tokenizer::TextTokenizer;
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// Input file (.tsv, .csv, .json, .jsonl, .txt, .md)
+    input: PathBuf,
+    /// Output JSONL (project format); rejected lines go to OUT.rejected.jsonl
+    #[arg(long)]
+    out: PathBuf,
+    /// tsv, csv, alpaca, sharegpt, openai, preference, text, project (default: guessed)
+    #[arg(long)]
+    from: Option<String>,
+    /// Column or key holding the prompt
+    #[arg(long)]
+    input_field: Option<String>,
+    /// Column or key holding the answer
+    #[arg(long)]
+    target_field: Option<String>,
+    /// TSV: the first line is a header
+    #[arg(long)]
+    header: bool,
+}
+
+pub fn run_convert(a: ConvertArgs) -> Result<()> {
+    let format = match &a.from {
+        Some(f) => Some(Format::parse(f).ok_or_else(|| anyhow!("--from {f:?}: expected one of {}", Format::NAMES))?),
+        None => None,
+    };
+    if a.out.exists() {
+        bail!("{}: already exists; choose a new output file (inputs and earlier outputs are never overwritten)", a.out.display());
+    }
+    let opts = ConvertOptions { format, input_field: a.input_field, target_field: a.target_field, header: a.header };
+    let r = convert(&a.input, &a.out, &opts)?;
+    println!("converted {} ({}): {} records read, {} written to {}, {} rejected", a.input.display(), r.format, r.read, r.written, a.out.display(), r.rejected);
+    if let Some(p) = &r.rejected_file {
+        println!("rejected lines with their reasons: {}", p.display());
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// A JSONL file in the project format
+    file: PathBuf,
+    /// Count tokens with this model's tokenizer
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// With --model: the most tokens a record may have (default 1024)
+    #[arg(long, default_value_t = 1024)]
+    max_tokens: usize,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+struct Counter(TextTokenizer);
+
+impl TokenCounter for Counter {
+    fn count(&self, text: &str) -> usize {
+        self.0.encode(text, false).map_or(0, |ids| ids.len())
+    }
+}
+
+pub fn run_validate(a: ValidateArgs) -> Result<()> {
+    let counter = match &a.model {
+        Some(dir) => Some(Counter(TextTokenizer::from_dir(dir, None)?)),
+        None => None,
+    };
+    let r = validate(&a.file, counter.as_ref().map(|c| (c as &dyn TokenCounter, a.max_tokens)))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        let shapes: Vec<String> = r.shapes.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        println!("{}: {} records, {} valid ({}), {} invalid", a.file.display(), r.lines, r.valid, shapes.join(", "), r.invalid);
+        if let Some(m) = r.max_tokens_seen {
+            println!("longest valid record: {m} tokens");
+        }
+        for e in &r.errors {
+            eprintln!("{e}");
+        }
+        if r.invalid > r.errors.len() {
+            eprintln!("… and {} more", r.invalid - r.errors.len());
+        }
+    }
+    if let Some(q) = &r.quarantine_file {
+        bail!("{} invalid line(s) copied with their reasons to {}", r.invalid, q.display());
+    }
+    Ok(())
+}
