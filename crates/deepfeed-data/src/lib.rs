@@ -1,8 +1,10 @@
 //! deepfeed-data: the project's training-data format (`record`), conversion from the common
 //! dataset formats (`convert`) and validation with quarantine of bad lines (`validate`).
-//! Ingestion of documents, cleaning, de-identification and deduplication are still to come.
+//! `pii` masks personal data with typed placeholders. Ingestion of documents, cleaning and
+//! deduplication are still to come.
 pub mod convert;
 pub mod error;
+pub mod pii;
 pub mod record;
 pub mod validate;
 
