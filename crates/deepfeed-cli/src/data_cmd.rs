@@ -94,3 +94,76 @@ pub fn run_validate(a: ValidateArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct CleanArgs {
+    /// A JSONL file in the project format (convert other formats first)
+    input: PathBuf,
+    /// Output JSONL; lines that are not valid records are listed in OUT.rejected.jsonl
+    #[arg(long)]
+    out: PathBuf,
+    /// Keep the text as is instead of Unicode NFKC (which also makes full-width characters half-width)
+    #[arg(long)]
+    no_nfkc: bool,
+    /// Keep control and zero-width characters
+    #[arg(long)]
+    no_control: bool,
+    /// Keep whitespace as is
+    #[arg(long)]
+    no_whitespace: bool,
+    /// Do not mask personal data
+    #[arg(long)]
+    no_pii: bool,
+    /// Number the placeholders per distinct value (<PHONE_1>, <PHONE_2>) within each record
+    #[arg(long)]
+    consistent_pii: bool,
+    /// A file of names or terms to mask as <NAME>, one per line
+    #[arg(long)]
+    pii_terms: Option<PathBuf>,
+    /// Extra pattern to mask, as TYPE=REGEX (repeatable), e.g. EMPLOYEE_ID=EMP-\d{6}
+    #[arg(long)]
+    pii_pattern: Vec<String>,
+    /// Keep exact duplicates
+    #[arg(long)]
+    no_dedup: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_clean(a: CleanArgs) -> Result<()> {
+    use deepfeed_data::clean::{clean_file, CleanOptions};
+    use deepfeed_data::pii::PiiOptions;
+    if a.out.exists() {
+        bail!("{}: already exists; choose a new output file", a.out.display());
+    }
+    let pii = if a.no_pii {
+        None
+    } else {
+        let terms = match &a.pii_terms {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| anyhow!("{}: {e}", p.display()))?.lines().map(String::from).collect(),
+            None => vec![],
+        };
+        let patterns = a
+            .pii_pattern
+            .iter()
+            .map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| anyhow!("--pii-pattern {p:?}: expected TYPE=REGEX")))
+            .collect::<Result<Vec<_>>>()?;
+        Some(PiiOptions { consistent: a.consistent_pii, patterns, terms })
+    };
+    let opts = CleanOptions { nfkc: !a.no_nfkc, strip_control: !a.no_control, normalize_whitespace: !a.no_whitespace, pii, dedup_exact: !a.no_dedup };
+    let r = clean_file(&a.input, &a.out, opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let pii: Vec<String> = r.pii.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!(
+        "cleaned {}: {} records read, {} written to {} ({} changed), {} duplicates and {} emptied records dropped, {} invalid lines",
+        a.input.display(), r.read, r.written, a.out.display(), r.changed, r.duplicates_dropped, r.empty_dropped, r.invalid
+    );
+    println!("personal data masked: {}", if pii.is_empty() { "none".into() } else { pii.join(", ") });
+    if let Some(p) = &r.rejected_file {
+        println!("invalid lines (line numbers and reasons): {}", p.display());
+    }
+    Ok(())
+}

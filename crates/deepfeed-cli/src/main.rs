@@ -33,6 +33,8 @@ enum Command {
     Perplexity(PerplexityArgs),
     /// Convert TSV/CSV/Alpaca/ShareGPT/OpenAI/preference/text data to the project JSONL
     Convert(data_cmd::ConvertArgs),
+    /// Normalise text, mask personal data and drop exact duplicates in a project JSONL file
+    Clean(data_cmd::CleanArgs),
     /// Check a project JSONL file; invalid lines are quarantined with their reasons
     Validate(data_cmd::ValidateArgs),
     /// Fine-tune a model on a JSONL dataset (LoRA, DoRA, full, freeze or prefix)
@@ -308,6 +310,7 @@ fn main() {
         Command::Perplexity(a) => run_perplexity(a),
         Command::Convert(a) => data_cmd::run_convert(a),
         Command::Validate(a) => data_cmd::run_validate(a),
+        Command::Clean(a) => data_cmd::run_clean(a),
         Command::Train(a) => train_cmd::run_train(a),
         Command::Estimate(a) => train_cmd::run_train(a.dry_run()),
         Command::Merge(a) => train_cmd::run_merge(a),

@@ -208,3 +208,32 @@ fn full_disk_while_checkpointing_keeps_the_earlier_checkpoint() {
     let out = train("--max-steps 6 --resume --json", false);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// convert -> clean -> validate -> train: the data path a user takes, and personal data never
+/// reaches the output or the terminal.
+#[test]
+fn convert_clean_validate_train() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let mut csv = String::from("question,answer\n");
+    for i in 0..8 {
+        csv.push_str(&format!("\"订单{i}怎么退货？\",\"请联系客服，电话13812345678，或发邮件至 help@example.com。\"\n"));
+    }
+    csv.push_str("\"重复？\",\"是的。\"\n\"重复？\",\"是的。\"\n\"ＦＵＬＬ　ｗｉｄｔｈ\",\"身份证11010519491231002X已登记\"\n");
+    std::fs::write(p.join("faq.csv"), csv).unwrap();
+    ok(&deepfeed(&["convert", "faq.csv", "--out", "faq.jsonl"], p));
+    let out = deepfeed(&["clean", "faq.jsonl", "--out", "clean.jsonl"], p);
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("1 duplicates") && shown.contains("8 EMAIL") && shown.contains("1 ID_CARD"), "{shown}");
+    let cleaned = std::fs::read_to_string(p.join("clean.jsonl")).unwrap();
+    for secret in ["13812345678", "help@example.com", "11010519491231002X"] {
+        assert!(!cleaned.contains(secret) && !shown.contains(secret), "{secret} leaked");
+    }
+    assert!(cleaned.contains("<PHONE>") && cleaned.contains("FULL width"), "{cleaned}");
+    assert_eq!(cleaned.lines().count(), 10);
+    ok(&deepfeed(&["validate", "clean.jsonl"], p));
+    ok(&deepfeed(&["init-tiny", "--out", "base"], p));
+    ok(&deepfeed(&["train", "--model", "base", "--data", "clean.jsonl", "--output-dir", "run", "--max-steps", "2"], p));
+    assert!(p.join("run/adapter/adapter_model.safetensors").is_file());
+}

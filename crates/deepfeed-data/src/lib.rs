@@ -2,6 +2,7 @@
 //! dataset formats (`convert`) and validation with quarantine of bad lines (`validate`).
 //! `pii` masks personal data with typed placeholders. Ingestion of documents, cleaning and
 //! deduplication are still to come.
+pub mod clean;
 pub mod convert;
 pub mod error;
 pub mod pii;
