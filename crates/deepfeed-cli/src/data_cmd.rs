@@ -126,6 +126,15 @@ pub struct CleanArgs {
     /// Keep exact duplicates
     #[arg(long)]
     no_dedup: bool,
+    /// Jaccard similarity from which two records are near-duplicates (MinHash + LSH)
+    #[arg(long, default_value_t = 0.8)]
+    near_dup: f64,
+    /// Keep near-duplicates
+    #[arg(long)]
+    no_near_dup: bool,
+    /// Earlier dataset(s) in the project format: records like theirs are dropped (repeatable)
+    #[arg(long)]
+    against: Vec<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -150,7 +159,18 @@ pub fn run_clean(a: CleanArgs) -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         Some(PiiOptions { consistent: a.consistent_pii, patterns, terms })
     };
-    let opts = CleanOptions { nfkc: !a.no_nfkc, strip_control: !a.no_control, normalize_whitespace: !a.no_whitespace, pii, dedup_exact: !a.no_dedup };
+    if !(a.near_dup > 0.0 && a.near_dup <= 1.0) {
+        bail!("--near-dup {}: expected a similarity in (0, 1]", a.near_dup);
+    }
+    let opts = CleanOptions {
+        nfkc: !a.no_nfkc,
+        strip_control: !a.no_control,
+        normalize_whitespace: !a.no_whitespace,
+        pii,
+        dedup_exact: !a.no_dedup,
+        near_dup: (!a.no_near_dup).then_some(a.near_dup),
+        against: a.against,
+    };
     let r = clean_file(&a.input, &a.out, opts)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -158,8 +178,17 @@ pub fn run_clean(a: CleanArgs) -> Result<()> {
     }
     let pii: Vec<String> = r.pii.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!(
-        "cleaned {}: {} records read, {} written to {} ({} changed), {} duplicates and {} emptied records dropped, {} invalid lines",
-        a.input.display(), r.read, r.written, a.out.display(), r.changed, r.duplicates_dropped, r.empty_dropped, r.invalid
+        "cleaned {}: {} records read, {} written to {} ({} changed), {} duplicates, {} near-duplicates and {} emptied records dropped, {} invalid lines{}",
+        a.input.display(),
+        r.read,
+        r.written,
+        a.out.display(),
+        r.changed,
+        r.duplicates_dropped,
+        r.near_duplicates_dropped,
+        r.empty_dropped,
+        r.invalid,
+        if r.against_records > 0 { format!(" ({} records of earlier datasets compared)", r.against_records) } else { String::new() }
     );
     println!("personal data masked: {}", if pii.is_empty() { "none".into() } else { pii.join(", ") });
     if let Some(p) = &r.rejected_file {

@@ -220,19 +220,26 @@ fn convert_clean_validate_train() {
         csv.push_str(&format!("\"订单{i}怎么退货？\",\"请联系客服，电话13812345678，或发邮件至 help@example.com。\"\n"));
     }
     csv.push_str("\"重复？\",\"是的。\"\n\"重复？\",\"是的。\"\n\"ＦＵＬＬ　ｗｉｄｔｈ\",\"身份证11010519491231002X已登记\"\n");
+    // the same policy twice, written with different punctuation and one word changed
+    csv.push_str("\"退货政策\",\"自收到商品之日起七天内可以无理由退货，运费由买家承担，商品需保持完好，包装齐全，赠品一并退回。\"\n");
+    csv.push_str("\"退货政策?\",\"自收到商品之日起七天内可以无理由退货;运费由买家承担;商品需保持完好,包装齐全,赠品一起退回!\"\n");
     std::fs::write(p.join("faq.csv"), csv).unwrap();
     ok(&deepfeed(&["convert", "faq.csv", "--out", "faq.jsonl"], p));
     let out = deepfeed(&["clean", "faq.jsonl", "--out", "clean.jsonl"], p);
     let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{shown}");
-    assert!(shown.contains("1 duplicates") && shown.contains("8 EMAIL") && shown.contains("1 ID_CARD"), "{shown}");
+    // the 8 order questions differ in one digit of short texts (Jaccard ~0.73): kept
+    assert!(shown.contains("1 duplicates") && shown.contains("1 near-duplicates") && shown.contains("8 EMAIL") && shown.contains("1 ID_CARD"), "{shown}");
     let cleaned = std::fs::read_to_string(p.join("clean.jsonl")).unwrap();
     for secret in ["13812345678", "help@example.com", "11010519491231002X"] {
         assert!(!cleaned.contains(secret) && !shown.contains(secret), "{secret} leaked");
     }
     assert!(cleaned.contains("<PHONE>") && cleaned.contains("FULL width"), "{cleaned}");
-    assert_eq!(cleaned.lines().count(), 10);
+    assert_eq!(cleaned.lines().count(), 11);
     ok(&deepfeed(&["validate", "clean.jsonl"], p));
+    // a second phase cleaned against the first repeats nothing of it
+    let again = ok(&deepfeed(&["clean", "faq.jsonl", "--out", "phase2.jsonl", "--against", "clean.jsonl"], p));
+    assert!(again.contains("0 written"), "{again}");
     ok(&deepfeed(&["init-tiny", "--out", "base"], p));
     ok(&deepfeed(&["train", "--model", "base", "--data", "clean.jsonl", "--output-dir", "run", "--max-steps", "2"], p));
     assert!(p.join("run/adapter/adapter_model.safetensors").is_file());

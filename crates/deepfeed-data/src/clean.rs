@@ -1,7 +1,8 @@
 //! `deepfeed clean`: an ordered, switchable pipeline over the text fields of project records —
 //! Unicode NFKC (which also turns full-width letters, digits and ASCII punctuation half-width),
 //! removal of control and zero-width characters, whitespace normalisation, de-identification,
-//! then exact deduplication. Punctuation is kept: stripping it harms LLM training.
+//! then exact and near-duplicate removal (also against earlier datasets). Punctuation is kept:
+//! stripping it harms LLM training.
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::convert::rejected_path;
+use crate::dedup::NearDupIndex;
 use crate::error::{DataError, Result};
 use crate::pii::{Deidentifier, PiiCounts, PiiOptions};
 use crate::record::Record;
@@ -24,11 +26,24 @@ pub struct CleanOptions {
     pub pii: Option<PiiOptions>,
     /// Drop records whose normalised text was already seen.
     pub dedup_exact: bool,
+    /// Drop records whose MinHash Jaccard similarity to an earlier one reaches this (None: off).
+    pub near_dup: Option<f64>,
+    /// Earlier datasets (project JSONL): records like theirs are dropped too, so a new feeding
+    /// phase does not repeat old data.
+    pub against: Vec<std::path::PathBuf>,
 }
 
 impl Default for CleanOptions {
     fn default() -> Self {
-        CleanOptions { nfkc: true, strip_control: true, normalize_whitespace: true, pii: Some(PiiOptions::default()), dedup_exact: true }
+        CleanOptions {
+            nfkc: true,
+            strip_control: true,
+            normalize_whitespace: true,
+            pii: Some(PiiOptions::default()),
+            dedup_exact: true,
+            near_dup: Some(0.8),
+            against: vec![],
+        }
     }
 }
 
@@ -39,6 +54,9 @@ pub struct CleanReport {
     /// Records whose text the pipeline changed.
     pub changed: usize,
     pub duplicates_dropped: usize,
+    pub near_duplicates_dropped: usize,
+    /// Records of the `against` datasets indexed before cleaning.
+    pub against_records: usize,
     /// Records left empty by cleaning.
     pub empty_dropped: usize,
     /// Lines that are not valid project records (kept, with reasons, in OUT.rejected.jsonl).
@@ -141,6 +159,21 @@ pub fn clean_file(input: &Path, out: &Path, opts: CleanOptions) -> Result<CleanR
     let mut w = BufWriter::new(File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?);
     let mut report = CleanReport::default();
     let mut seen = HashSet::new();
+    let mut near = cleaner.opts.near_dup.map(NearDupIndex::new);
+    // earlier datasets: cleaned the same way, then remembered
+    for old in &cleaner.opts.against {
+        let text = std::fs::read_to_string(old).map_err(|e| DataError::io(old, e))?;
+        for v in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+            if let Ok(r) = Record::parse(&v) {
+                let r = cleaner.clean_record(r, &mut PiiCounts::new());
+                seen.insert(dedup_key(&r));
+                if let Some(idx) = near.as_mut() {
+                    idx.check_and_insert(&r.texts().join("\n"));
+                }
+                report.against_records += 1;
+            }
+        }
+    }
     let mut rejected = Vec::new();
     let result = (|| -> Result<()> {
         for (i, line) in reader.split(b'\n').enumerate() {
@@ -171,6 +204,12 @@ pub fn clean_file(input: &Path, out: &Path, opts: CleanOptions) -> Result<CleanR
             if cleaner.opts.dedup_exact && !seen.insert(dedup_key(&cleaned)) {
                 report.duplicates_dropped += 1;
                 continue;
+            }
+            if let Some(idx) = near.as_mut() {
+                if idx.check_and_insert(&cleaned.texts().join("\n")) {
+                    report.near_duplicates_dropped += 1;
+                    continue;
+                }
             }
             if cleaned != record {
                 report.changed += 1;

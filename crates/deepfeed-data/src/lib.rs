@@ -4,6 +4,7 @@
 //! deduplication are still to come.
 pub mod clean;
 pub mod convert;
+pub mod dedup;
 pub mod error;
 pub mod pii;
 pub mod record;
