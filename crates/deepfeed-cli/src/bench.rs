@@ -13,6 +13,7 @@ use deepfeed_model::{Architecture, Model};
 
 const PEER_SCRIPT: &str = include_str!("../../../scripts/bench_forward.py");
 const TRAIN_PEER_SCRIPT: &str = include_str!("../../../scripts/bench_train.py");
+const CLEAN_PEER_SCRIPT: &str = include_str!("../../../scripts/bench_clean.py");
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -37,6 +38,20 @@ pub enum BenchCommand {
     },
     /// LoRA training tokens/s and peak memory, deepfeed vs PyTorch + PEFT on the same model
     Train(TrainBench),
+    /// clean + de-identify + dedup throughput (MB/s per core) vs the same work in Python
+    Clean {
+        /// Megabytes of mixed Chinese/English text to clean
+        #[arg(long, default_value_t = 100)]
+        mb: usize,
+        /// Megabytes given to the (much slower) Python peer; its MB/s is compared
+        #[arg(long, default_value_t = 5)]
+        peer_mb: usize,
+        /// Python with numpy for the peer measurement
+        #[arg(long, default_value = "python3")]
+        python: String,
+        #[arg(long)]
+        no_peer: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -74,7 +89,101 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             forward(model, prompt_len, gen_tokens.max(2), runs.max(1), (!no_peer).then_some(python))
         }
         BenchCommand::Train(b) => train_bench(b),
+        BenchCommand::Clean { mb, peer_mb, python, no_peer } => clean_bench(mb, peer_mb, (!no_peer).then_some(python)),
     }
+}
+
+/// Synthetic text: random Chinese sentences (3,000 common-range characters) and English-like
+/// words, phones, e-mails, ID numbers, order numbers, full-width characters, and 10 % repeated
+/// records.
+fn synthetic_records(bytes: usize) -> String {
+    let syllables = ["ka", "lo", "ren", "ti", "mu", "sha", "ne", "po", "lin", "der", "ex", "vo", "tra", "quen", "ship"];
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = String::with_capacity(bytes + 4096);
+    let mut i: u64 = 0;
+    while out.len() < bytes {
+        i += 1;
+        let mut text = String::new();
+        for k in 0..12u64 {
+            if rand() % 3 == 0 {
+                for _ in 0..8 + rand() % 8 {
+                    let w: String = (0..1 + rand() % 3).map(|_| syllables[(rand() % syllables.len() as u64) as usize]).collect();
+                    text.push_str(&w);
+                    text.push(' ');
+                }
+                text.push_str(if rand() % 5 == 0 { "ＦＵＬＬ　ｗｉｄｔｈ. " } else { ". " });
+            } else {
+                for _ in 0..10 + rand() % 15 {
+                    text.push(char::from_u32(0x4E00 + (rand() % 3000) as u32).unwrap_or('中'));
+                }
+                text.push_str(if rand() % 2 == 0 { "，" } else { "。" });
+            }
+            let r = |x: u64| x.wrapping_add(k);
+            let v = rand();
+            match v % 9 {
+                0 => text.push_str(&format!(" 电话1{}{:09} ", 3 + r(v) % 7, r(v >> 8) % 1_000_000_000)),
+                1 => text.push_str(&format!(" mail user{}@example.com ", r(v >> 4) % 1000)),
+                2 => text.push_str(&format!(" 订单号{:018} ", r(v >> 2) % 1_000_000_000_000_000_000)),
+                3 => text.push_str(" 证件11010519491231002X "),
+                _ => {}
+            }
+        }
+        text.push_str(&format!(" #{i}"));
+        let line = serde_json::json!({ "text": text }).to_string();
+        out.push_str(&line);
+        out.push('\n');
+        if i % 10 == 0 {
+            out.push_str(&line); // an exact duplicate
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn clean_bench(mb: usize, peer_mb: usize, python: Option<String>) -> Result<()> {
+    use deepfeed_data::clean::{clean_file, CleanOptions};
+    let scratch = std::env::temp_dir().join(format!("deepfeed-bench-clean-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let data = synthetic_records(mb << 20);
+    let input = scratch.join("in.jsonl");
+    std::fs::write(&input, &data)?;
+    let t = Instant::now();
+    let r = clean_file(&input, &scratch.join("out.jsonl"), CleanOptions::default())?;
+    let secs = t.elapsed().as_secs_f64();
+    let ours = data.len() as f64 / secs / 1e6;
+    println!(
+        "deepfeed bench clean: {:.0} MB of mixed Chinese/English records; NFKC, control/whitespace, PII masking, exact + near-duplicate (MinHash 128, LSH 16x8, 0.8) removal; 1 core",
+        data.len() as f64 / 1e6
+    );
+    println!("{:<22} {:>10} {:>12} {:>12}", "engine", "MB", "MB/s/core", "records out");
+    println!("{:<22} {:>10.0} {:>12.1} {:>12}", "deepfeed", data.len() as f64 / 1e6, ours, r.written);
+    if let Some(py) = python {
+        // the peer gets the first peer_mb of the same records (whole lines)
+        let bytes = data.as_bytes();
+        let cut = bytes[..(peer_mb << 20).min(bytes.len())].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let peer_in = scratch.join("peer.jsonl");
+        std::fs::write(&peer_in, &data[..cut])?;
+        let script = scratch.join("bench_clean.py");
+        std::fs::write(&script, CLEAN_PEER_SCRIPT)?;
+        match Command::new(&py).arg(&script).arg(&peer_in).output() {
+            Ok(o) if o.status.success() => {
+                let v: serde_json::Value = serde_json::from_slice(o.stdout.trim_ascii())?;
+                let theirs = v["mb_per_s"].as_f64().unwrap_or(f64::NAN);
+                println!("{:<22} {:>10.0} {:>12.2} {:>12}", "Python (re + numpy)", cut as f64 / 1e6, theirs, v["records_out"]);
+                println!("ratio (deepfeed / Python): {:.1}x", ours / theirs);
+            }
+            Ok(o) => println!("(no Python peer: {})", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("failed")),
+            Err(e) => println!("(no Python peer: cannot run {py}: {e})"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
 }
 
 fn train_bench(b: TrainBench) -> Result<()> {

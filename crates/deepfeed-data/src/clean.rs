@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
 use serde_json::{json, Value};
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 use crate::convert::rejected_path;
 use crate::dedup::NearDupIndex;
@@ -83,9 +83,11 @@ impl Cleaner {
 
     /// One text through the pipeline, in order.
     pub fn clean_text(&self, s: &str, counts: &mut PiiCounts) -> String {
-        let mut t: String = if self.opts.nfkc { s.nfkc().collect() } else { s.to_string() };
-        if self.opts.strip_control {
-            t = t.chars().filter(|&c| !is_zero_width(c) && (!c.is_control() || c == '\n' || c == '\t')).collect();
+        // each step first checks whether it has anything to do (most text is already clean)
+        let mut t: String = if self.opts.nfkc && is_nfkc_quick(s.chars()) != IsNormalized::Yes { s.nfkc().collect() } else { s.to_string() };
+        let unwanted = |c: char| is_zero_width(c) || (c.is_control() && c != '\n' && c != '\t');
+        if self.opts.strip_control && t.chars().any(unwanted) {
+            t = t.chars().filter(|&c| !unwanted(c)).collect();
         }
         if self.opts.normalize_whitespace {
             t = normalize_whitespace(&t);
@@ -131,17 +133,15 @@ pub fn normalize_whitespace(s: &str) -> String {
     out
 }
 
-/// 64-bit FNV-1a of the record's text with whitespace removed and letters lower-cased: the key of
-/// exact deduplication. Written here because it is six lines and needs to be stable across runs
-/// and Rust versions (std's hasher promises neither).
+/// 64-bit FNV-1a of the record's text with ASCII whitespace removed and ASCII letters
+/// lower-cased (cleaning has already folded other whitespace and full-width letters): the key of
+/// exact deduplication. Written here because it is a few lines and must be stable across runs and
+/// Rust versions (std's hasher promises neither).
 fn dedup_key(r: &Record) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for t in r.texts() {
-        for c in t.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase) {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-            }
+        for b in t.bytes().filter(|b| !b.is_ascii_whitespace()) {
+            h = (h ^ b.to_ascii_lowercase() as u64).wrapping_mul(0x100_0000_01b3);
         }
         h = (h ^ 0xff).wrapping_mul(0x100_0000_01b3); // field separator
     }
@@ -175,11 +175,15 @@ pub fn clean_file(input: &Path, out: &Path, opts: CleanOptions) -> Result<CleanR
         }
     }
     let mut rejected = Vec::new();
+    let mut reader = reader;
     let result = (|| -> Result<()> {
-        for (i, line) in reader.split(b'\n').enumerate() {
-            let line = line.map_err(|e| DataError::io(input, e))?;
-            let text = String::from_utf8_lossy(&line);
-            if text.trim().is_empty() {
+        let mut line = Vec::new();
+        for i in 0.. {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(|e| DataError::io(input, e))? == 0 {
+                break;
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             report.read += 1;
@@ -197,7 +201,7 @@ pub fn clean_file(input: &Path, out: &Path, opts: CleanOptions) -> Result<CleanR
                 }
             };
             let cleaned = cleaner.clean_record(record.clone(), &mut report.pii);
-            if cleaned.texts().iter().all(|t| t.trim().is_empty()) || Record::parse(&cleaned.to_json()).is_err() {
+            if !cleaned.is_trainable() {
                 report.empty_dropped += 1;
                 continue;
             }

@@ -136,6 +136,15 @@ impl Record {
         Value::Object(o)
     }
 
+    /// Whether the record still has something to learn (cleaning can empty a field).
+    pub fn is_trainable(&self) -> bool {
+        match self {
+            Record::Pair { target, .. } => !target.trim().is_empty(),
+            Record::Chat { messages, .. } => messages.iter().any(|m| m.role == "assistant" && !m.content.trim().is_empty()),
+            Record::Text { text, .. } => !text.trim().is_empty(),
+        }
+    }
+
     /// All the text of the record (for length checks).
     pub fn texts(&self) -> Vec<&str> {
         match self {

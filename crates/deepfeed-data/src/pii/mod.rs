@@ -100,8 +100,14 @@ impl Deidentifier {
     pub fn find(&self, text: &str) -> Vec<Found> {
         let bytes = text.as_bytes();
         let touches = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric());
+        // the built-in detectors need a digit (numbers) or an '@' (e-mail): skip what cannot match
+        let has_digit = bytes.iter().any(u8::is_ascii_digit);
+        let has_at = bytes.contains(&b'@');
         let mut all: Vec<(usize, usize, u8, &str)> = Vec::new();
         for d in &self.detectors {
+            if (d.bounded && !has_digit) || (d.kind == "EMAIL" && !has_at) {
+                continue;
+            }
             for m in d.re.find_iter(text) {
                 let (s, e) = (m.start(), m.end());
                 if d.bounded && ((s > 0 && touches(s - 1)) || touches(e) || (d.kind == "IP" && bytes.get(e) == Some(&b'.') && touches(e + 1))) {
