@@ -191,7 +191,8 @@ fn full_disk_while_checkpointing_keeps_the_earlier_checkpoint() {
     let out = train("--max-steps 4", true);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("step-2") && err.trim_end().lines().count() == 1, "{err}");
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: ") && last.contains("step-2") && !err.contains("panicked"), "{err}");
     assert_eq!(std::fs::read_dir(d.path().join("run/checkpoints")).unwrap().count(), 0, "nothing half-written is left");
 
     // with room, steps 2 and 4 are saved; then a resumed run fails to save step 6
@@ -216,8 +217,10 @@ fn convert_clean_validate_train() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     let mut csv = String::from("question,answer\n");
+    let topics = ["退货", "换货", "发票", "物流", "会员积分", "优惠券", "售后维修", "账户安全"];
+    let details = ["七天内可申请", "需保留原包装", "电子发票三日内发出", "一般三到五天送达", "积分一年内有效", "每单限用一张", "保修期一年", "请定期修改密码"];
     for i in 0..8 {
-        csv.push_str(&format!("\"订单{i}怎么退货？\",\"请联系客服，电话13812345678，或发邮件至 help@example.com。\"\n"));
+        csv.push_str(&format!("\"{}怎么办理？\",\"{}：{}，电话13812345678，邮箱 help@example.com。\"\n", topics[i], topics[i], details[i]));
     }
     csv.push_str("\"重复？\",\"是的。\"\n\"重复？\",\"是的。\"\n\"ＦＵＬＬ　ｗｉｄｔｈ\",\"身份证11010519491231002X已登记\"\n");
     // the same policy twice, written with different punctuation and one word changed
@@ -228,7 +231,7 @@ fn convert_clean_validate_train() {
     let out = deepfeed(&["clean", "faq.jsonl", "--out", "clean.jsonl"], p);
     let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{shown}");
-    // the 8 order questions differ in one digit of short texts (Jaccard ~0.73): kept
+    // the 8 questions on different topics share only the contact sentence: kept
     assert!(shown.contains("1 duplicates") && shown.contains("1 near-duplicates") && shown.contains("8 EMAIL") && shown.contains("1 ID_CARD"), "{shown}");
     let cleaned = std::fs::read_to_string(p.join("clean.jsonl")).unwrap();
     for secret in ["13812345678", "help@example.com", "11010519491231002X"] {

@@ -17,7 +17,7 @@ use crate::fsutil::write_dir_atomically;
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::model::Model;
 use crate::prefix::PrefixTuning;
-use crate::tiny::save_f32_safetensors;
+use crate::weights::save_f32_safetensors;
 use crate::weights::WeightFiles;
 
 const PREFIX: &str = "base_model.model.";

@@ -1,19 +1,17 @@
 //! `init-tiny`: a small randomly initialised model in exact Hugging Face layout (config.json,
 //! model.safetensors, tokenizer.json, tokenizer_config.json with a chat template,
 //! generation_config.json). Tests, demos and benchmarks use these.
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
 use serde_json::{json, Value};
 
 use crate::config::Architecture;
 use crate::error::{read_file, read_json, ModelError, Result};
 use crate::fsutil::write_dir_atomically;
+use crate::weights::save_f32_safetensors;
 
 /// The small byte-level BPE tokenizer (English + Chinese, DeepSeek special tokens) trained by
 /// `scripts/make_reference.py`; used when no tokenizer is given.
@@ -184,19 +182,5 @@ pub fn write_tiny_model(spec: &TinySpec, out: &Path) -> Result<()> {
         write("tokenizer.json", &tokenizer_json)?;
         write("tokenizer_config.json", serde_json::to_string_pretty(&tokenizer_config).unwrap().as_bytes())?;
         save_f32_safetensors(&tmp.join("model.safetensors"), &tensors)
-    })
-}
-
-/// Writes f32 tensors as one safetensors file.
-pub fn save_f32_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| d.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
-    let views: HashMap<String, TensorView> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, shape, _), b)| (name.clone(), TensorView::new(Dtype::F32, shape.clone(), b).expect("shape matches data")))
-        .collect();
-    safetensors::serialize_to_file(views, None, path).map_err(|e| match e {
-        safetensors::SafeTensorError::IoError(err) => ModelError::Io { path: path.into(), err },
-        other => ModelError::Invalid(format!("{}: cannot write: {other}", path.display())),
     })
 }

@@ -1,11 +1,13 @@
 //! Weights of a Hugging Face model directory: one `model.safetensors`, or shards listed in
 //! `model.safetensors.index.json`. Files are memory-mapped; F32, F16 and BF16 are read as f32.
+//! Also the one safetensors writer (models, adapters, checkpoints).
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use memmap2::Mmap;
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{read_json, ModelError, Result};
@@ -151,4 +153,18 @@ impl WeightFiles {
             }
         })
     }
+}
+
+/// Writes f32 tensors as one safetensors file.
+pub fn save_f32_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| d.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views: HashMap<String, TensorView> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| (name.clone(), TensorView::new(Dtype::F32, shape.clone(), b).expect("shape matches data")))
+        .collect();
+    safetensors::serialize_to_file(views, None, path).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(err) => ModelError::Io { path: path.into(), err },
+        other => ModelError::Invalid(format!("{}: cannot write: {other}", path.display())),
+    })
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor, TensorData};
 use deepfeed_model::fsutil::write_dir_atomically;
 use deepfeed_model::peft::{param_values, set_param_values};
-use deepfeed_model::tiny::save_f32_safetensors;
+use deepfeed_model::weights::save_f32_safetensors;
 use deepfeed_model::weights::WeightFiles;
 use deepfeed_model::Model;
 use serde::{Deserialize, Serialize};
