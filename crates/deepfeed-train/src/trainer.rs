@@ -308,10 +308,12 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         (None, _) => None,
     };
     let trainable = select_trainable(&mut model, cfg)?;
+    // looked up for every parameter of every step
+    let is_trainable: std::collections::HashSet<String> = trainable.iter().cloned().collect();
     let mut sizes = (0usize, 0usize);
     for (name, p) in model.network.params_mut() {
         sizes.1 += p.num_elements();
-        if trainable.contains(&name) {
+        if is_trainable.contains(&name) {
             sizes.0 += p.num_elements();
         }
     }
@@ -398,7 +400,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             let grads = loss.backward();
             let mut i = 0;
             for (name, p) in model.network.params_mut() {
-                if !trainable.contains(&name) {
+                if !is_trainable.contains(&name) {
                     continue;
                 }
                 let g = match &p {
@@ -421,7 +423,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         opt.begin_step();
         let mut grads = acc.into_iter();
         for (name, mut p) in model.network.params_mut() {
-            if !trainable.contains(&name) {
+            if !is_trainable.contains(&name) {
                 continue;
             }
             let (_, g) = grads.next().expect("one gradient per trainable parameter");
