@@ -196,3 +196,52 @@ pub fn run_clean(a: CleanArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// A JSONL file in the project format
+    file: PathBuf,
+    /// Count tokens with this model's tokenizer (default: characters)
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Write the length histogram here (PNG)
+    #[arg(long)]
+    histogram: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_stats(a: StatsArgs) -> Result<()> {
+    use deepfeed_data::stats::dataset_stats;
+    let counter = match &a.model {
+        Some(dir) => Some(Counter(TextTokenizer::from_dir(dir, None)?)),
+        None => None,
+    };
+    let mut s = dataset_stats(&a.file, counter.as_ref().map(|c| c as &dyn TokenCounter))?;
+    if let Some(png) = &a.histogram {
+        let title = format!("record length ({})", s.lengths.unit);
+        if deepfeed_data::plot::write_histogram_png(png, &title, &s.lengths.unit, &s.length_values, 30)? {
+            s.histogram_png = Some(png.clone());
+        } else {
+            eprintln!("(histogram not drawn: no system font found)");
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    let list = |m: &std::collections::BTreeMap<String, usize>| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+    println!("{}: {} records ({}), {} invalid lines", a.file.display(), s.records, list(&s.shapes), s.invalid_lines);
+    let l = &s.lengths;
+    println!("length in {}: mean {:.1}, median {}, p95 {}, max {}", l.unit, l.mean, l.median, l.p95, l.max);
+    println!("languages: {}", list(&s.languages));
+    println!("duplicates: {} exact, {} near (Jaccard >= 0.8)", s.exact_duplicates, s.near_duplicates);
+    println!("masked personal data: {}", if s.pii_placeholders.is_empty() { "none".into() } else { list(&s.pii_placeholders) });
+    if !s.sources.is_empty() {
+        println!("sources: {}", s.sources.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    }
+    if let Some(p) = &s.histogram_png {
+        println!("histogram: {}", p.display());
+    }
+    Ok(())
+}

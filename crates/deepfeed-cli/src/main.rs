@@ -35,6 +35,8 @@ enum Command {
     Convert(data_cmd::ConvertArgs),
     /// Normalise text, mask personal data and drop exact duplicates in a project JSONL file
     Clean(data_cmd::CleanArgs),
+    /// What a dataset holds: shapes, lengths (+ PNG histogram), languages, sources, PII, duplicates
+    Stats(data_cmd::StatsArgs),
     /// Check a project JSONL file; invalid lines are quarantined with their reasons
     Validate(data_cmd::ValidateArgs),
     /// Fine-tune a model on a JSONL dataset (LoRA, DoRA, full, freeze or prefix)
@@ -311,6 +313,7 @@ fn main() {
         Command::Convert(a) => data_cmd::run_convert(a),
         Command::Validate(a) => data_cmd::run_validate(a),
         Command::Clean(a) => data_cmd::run_clean(a),
+        Command::Stats(a) => data_cmd::run_stats(a),
         Command::Train(a) => train_cmd::run_train(a),
         Command::Estimate(a) => train_cmd::run_train(a.dry_run()),
         Command::Merge(a) => train_cmd::run_merge(a),

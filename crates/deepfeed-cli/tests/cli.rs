@@ -240,6 +240,15 @@ fn convert_clean_validate_train() {
     assert!(cleaned.contains("<PHONE>") && cleaned.contains("FULL width"), "{cleaned}");
     assert_eq!(cleaned.lines().count(), 11);
     ok(&deepfeed(&["validate", "clean.jsonl"], p));
+    let stats: serde_json::Value = serde_json::from_str(&ok(&deepfeed(&["stats", "clean.jsonl", "--json", "--histogram", "len.png"], p))).unwrap();
+    assert_eq!(stats["records"], 11);
+    assert_eq!(stats["pii_placeholders"]["PHONE"], 8);
+    assert_eq!(stats["exact_duplicates"], 0, "clean removed them");
+    assert_eq!(stats["sources"][0][0], "faq.csv");
+    assert!(stats["languages"]["zh"].as_u64().unwrap() >= 9, "{stats}");
+    if stats.get("histogram_png").is_some() {
+        assert_eq!(&std::fs::read(p.join("len.png")).unwrap()[..4], b"\x89PNG");
+    }
     // a second phase cleaned against the first repeats nothing of it
     let again = ok(&deepfeed(&["clean", "faq.jsonl", "--out", "phase2.jsonl", "--against", "clean.jsonl"], p));
     assert!(again.contains("0 written"), "{again}");

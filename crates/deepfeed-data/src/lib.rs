@@ -7,6 +7,8 @@ pub mod convert;
 pub mod dedup;
 pub mod error;
 pub mod pii;
+pub mod plot;
+pub mod stats;
 pub mod record;
 pub mod validate;
 

@@ -6,7 +6,6 @@ pub mod data;
 pub mod error;
 pub mod estimate;
 pub mod optim;
-pub mod plot;
 pub mod trainer;
 
 pub use config::{Method, TrainConfig};

@@ -247,7 +247,7 @@ fn plot_metrics(metrics: &Path, png: &Path) -> Result<bool> {
             val.push((step, l));
         }
     }
-    crate::plot::write_loss_png(png, &train, &val)
+    Ok(deepfeed_data::plot::write_loss_png(png, &train, &val).map_err(|e| TrainError::Dataset(e.to_string()))?)
 }
 
 /// VmHWM of /proc/self/status.

@@ -1,13 +1,13 @@
-//! `loss.png`: training (and validation) loss per step, drawn with plotters. Text needs a font
-//! file: the usual system fonts are tried (DejaVu, WenQuanYi, Noto CJK); without one the plot is
-//! skipped and the caller says so.
+//! PNG charts drawn with plotters: the training loss curve (`loss.png`) and histograms
+//! (`deepfeed stats`). Text needs a font file: the usual system fonts are tried (DejaVu,
+//! WenQuanYi, Noto CJK); without one the chart is skipped and the caller says so.
 use std::path::Path;
 use std::sync::OnceLock;
 
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use crate::error::{Result, TrainError};
+use crate::error::{DataError, Result};
 
 const FONT_CANDIDATES: [&str; 5] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -65,7 +65,40 @@ pub fn write_loss_png(path: &Path, train: &[(usize, f64)], val: &[(usize, f64)])
         root.present()?;
         Ok(())
     };
-    draw().map_err(|e| TrainError::Io { path: path.into(), err: std::io::Error::other(e.to_string()) })?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))?;
+    draw().map_err(|e| DataError::io(path, std::io::Error::other(e.to_string())))?;
+    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))?;
+    Ok(true)
+}
+
+/// Draws a histogram of `values` in `bins` equal-width bins into `path`; Ok(false) when there is
+/// no font (or no value).
+pub fn write_histogram_png(path: &Path, title: &str, x_label: &str, values: &[usize], bins: usize) -> Result<bool> {
+    if values.is_empty() || !font_ready() {
+        return Ok(false);
+    }
+    let max = *values.iter().max().unwrap_or(&1);
+    let width = (max / bins.max(1)).max(1) + 1;
+    let mut counts = vec![0usize; max / width + 1];
+    for &v in values {
+        counts[v / width] += 1;
+    }
+    let top = *counts.iter().max().unwrap_or(&1);
+    let tmp = path.with_extension("tmp.png");
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(&tmp, (900, 500)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0usize..counts.len() * width, 0usize..top + top / 10 + 1)?;
+        chart.configure_mesh().x_desc(x_label).y_desc("records").draw()?;
+        chart.draw_series(counts.iter().enumerate().map(|(i, &c)| Rectangle::new([(i * width, 0), ((i + 1) * width, c)], BLUE.mix(0.6).filled())))?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| DataError::io(path, std::io::Error::other(e.to_string())))?;
+    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))?;
     Ok(true)
 }
