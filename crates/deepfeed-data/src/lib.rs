@@ -6,6 +6,7 @@ pub mod clean;
 pub mod convert;
 pub mod dedup;
 pub mod error;
+pub mod ingest;
 pub mod pii;
 pub mod plot;
 pub mod stats;
