@@ -33,9 +33,7 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
         Some(f) => Some(Format::parse(f).ok_or_else(|| anyhow!("--from {f:?}: expected one of {}", Format::NAMES))?),
         None => None,
     };
-    if a.out.exists() {
-        bail!("{}: already exists; choose a new output file (inputs and earlier outputs are never overwritten)", a.out.display());
-    }
+    crate::refuse_existing(&a.out)?;
     let opts = ConvertOptions { format, input_field: a.input_field, target_field: a.target_field, header: a.header };
     let r = convert(&a.input, &a.out, &opts)?;
     println!("converted {} ({}): {} records read, {} written to {}, {} rejected", a.input.display(), r.format, r.read, r.written, a.out.display(), r.rejected);
@@ -142,9 +140,7 @@ pub struct CleanArgs {
 pub fn run_clean(a: CleanArgs) -> Result<()> {
     use deepfeed_data::clean::{clean_file, CleanOptions};
     use deepfeed_data::pii::PiiOptions;
-    if a.out.exists() {
-        bail!("{}: already exists; choose a new output file", a.out.display());
-    }
+    crate::refuse_existing(&a.out)?;
     let pii = if a.no_pii {
         None
     } else {
@@ -264,9 +260,7 @@ pub struct IngestArgs {
 
 pub fn run_ingest(a: IngestArgs) -> Result<()> {
     use deepfeed_data::ingest::{ingest, IngestOptions};
-    if a.out.exists() {
-        bail!("{}: already exists; choose a new output file", a.out.display());
-    }
+    crate::refuse_existing(&a.out)?;
     let r = ingest(&a.sources, &a.out, &IngestOptions { chunk_chars: a.chunk_chars, overlap_chars: a.overlap_chars })?;
     for e in &r.errors {
         eprintln!("skipped {e}");

@@ -189,6 +189,14 @@ fn load(dir: &PathBuf, adapter: Option<&PathBuf>) -> Result<Model> {
     Ok(model)
 }
 
+/// Outputs never replace anything: refuses a path that already exists.
+pub(crate) fn refuse_existing(out: &std::path::Path) -> Result<()> {
+    if out.exists() {
+        bail!("{}: already exists; choose a new output path (inputs and earlier outputs are never overwritten)", out.display());
+    }
+    Ok(())
+}
+
 fn stream_print(s: &str) {
     print!("{s}");
     let _ = std::io::stdout().flush();

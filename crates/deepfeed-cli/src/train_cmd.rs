@@ -1,7 +1,7 @@
 //! `deepfeed train`, `deepfeed estimate` and `deepfeed merge`.
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use clap::Args;
 use deepfeed_model::backend::inference_device;
 use deepfeed_model::{Model, ModelConfig};
@@ -253,9 +253,7 @@ pub struct MergeArgs {
 }
 
 pub fn run_merge(args: MergeArgs) -> Result<()> {
-    if args.out.exists() {
-        bail!("{}: already exists; choose a new output directory", args.out.display());
-    }
+    crate::refuse_existing(&args.out)?;
     let mut model = Model::load(&args.model, &inference_device())?;
     model.load_adapter(&args.adapter)?;
     model.save_pretrained(&args.out, args.max_shard_mb * 1_000_000)?;

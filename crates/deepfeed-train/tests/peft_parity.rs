@@ -31,6 +31,17 @@ fn fixture_tensor(dir: &std::path::Path, name: &str) -> Vec<f32> {
     f32_tensor(&std::fs::read(dir.join("reference.safetensors")).unwrap(), name)
 }
 
+/// Mean loss of the reference batch, checked against `want` (relative 1e-5); returned for backward.
+fn reference_batch_loss(model: &Model, r: &Reference, device: &burn::tensor::Device, want: f32, peer: &str) -> Tensor<1> {
+    let batch = r.batch();
+    let refs: Vec<&Sample> = batch.iter().collect();
+    let (loss_sum, tokens) = batch_loss(&model.network, &model.rotary, &refs, 2, device);
+    let loss = loss_sum / tokens as f64;
+    let value = loss.clone().into_scalar::<f32>();
+    assert!(((value - want) / want).abs() < 1e-5, "loss {value} vs {peer} {want}");
+    loss
+}
+
 /// Freezes everything but the adapter's parameters; returns their names.
 fn train_only_adapter(model: &mut Model) -> Vec<String> {
     let mut names = vec![];
@@ -109,13 +120,7 @@ fn lora_gradients_and_adamw_step_match_peft() {
     model.load_adapter(&lora_fixture()).unwrap();
     let lora_names = train_only_adapter(&mut model);
     assert_eq!(lora_names.len(), 2 * 4 * 2, "4 target modules x 2 layers x (A, B)");
-    let batch = r.batch();
-    let refs: Vec<&Sample> = batch.iter().collect();
-    let (loss_sum, tokens) = batch_loss(&model.network, &model.rotary, &refs, 2, &device);
-    let loss = loss_sum / tokens as f64;
-    let value = loss.clone().into_scalar::<f32>();
-    let want = r.tensor("lora.loss")[0];
-    assert!(((value - want) / want).abs() < 1e-5, "loss {value} vs PEFT {want}");
+    let loss = reference_batch_loss(&model, &r, &device, r.tensor("lora.loss")[0], "PEFT");
     let grads = loss.backward();
 
     let plain = inference_device();
@@ -145,13 +150,7 @@ fn full_finetuning_gradients_match_pytorch() {
     let r = Reference::load();
     let device = training_device();
     let model = Model::load(&base_model(), &device).unwrap();
-    let batch = r.batch();
-    let refs: Vec<&Sample> = batch.iter().collect();
-    let (loss_sum, tokens) = batch_loss(&model.network, &model.rotary, &refs, 2, &device);
-    let loss = loss_sum / tokens as f64;
-    let value = loss.clone().into_scalar::<f32>();
-    let want = r.tensor("full.loss")[0];
-    assert!(((value - want) / want).abs() < 1e-5, "loss {value} vs torch {want}");
+    let loss = reference_batch_loss(&model, &r, &device, r.tensor("full.loss")[0], "torch");
     let grads = loss.backward();
     let mut model = model;
     let mut checked = 0;
@@ -202,13 +201,7 @@ fn dora_logits_gradients_and_merge_match_peft() {
     model.load_adapter(&dora_fixture()).unwrap();
     let names = train_only_adapter(&mut model);
     assert_eq!(names.len(), 3 * 3 * 2);
-    let batch = r.batch();
-    let refs: Vec<&Sample> = batch.iter().collect();
-    let (loss_sum, tokens) = batch_loss(&model.network, &model.rotary, &refs, 2, &device);
-    let loss = loss_sum / tokens as f64;
-    let value = loss.clone().into_scalar::<f32>();
-    let want_loss = dora_reference("loss")[0];
-    assert!(((value - want_loss) / want_loss).abs() < 1e-5, "loss {value} vs PEFT {want_loss}");
+    let loss = reference_batch_loss(&model, &r, &device, dora_reference("loss")[0], "PEFT");
     let grads = loss.backward();
     for (name, p) in model.network.params_mut() {
         if !names.contains(&name) {
@@ -255,13 +248,7 @@ fn prefix_tuning_logits_and_gradients_match_peft() {
     let mut model = Model::load(&base_model(), &device).unwrap();
     model.load_adapter(&prefix_fixture()).unwrap();
     assert_eq!(train_only_adapter(&mut model), ["prompt_embeddings"]);
-    let batch = r.batch();
-    let refs: Vec<&Sample> = batch.iter().collect();
-    let (loss_sum, tokens) = batch_loss(&model.network, &model.rotary, &refs, 2, &device);
-    let loss = loss_sum / tokens as f64;
-    let value = loss.clone().into_scalar::<f32>();
-    let want_loss = prefix_reference("loss")[0];
-    assert!(((value - want_loss) / want_loss).abs() < 1e-5, "loss {value} vs PEFT {want_loss}");
+    let loss = reference_batch_loss(&model, &r, &device, prefix_reference("loss")[0], "PEFT");
     let grads = loss.backward();
     let g = to_vec(model.network.prefix.as_ref().unwrap().prompt_embeddings.val().grad(&grads).unwrap());
     let e = rel_err(&g, &prefix_reference("grad.prompt_embeddings"));
