@@ -1,6 +1,7 @@
 //! The `deepfeed` command line: parses arguments and calls the crates.
 mod bench;
 mod data_cmd;
+mod eval_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -47,6 +48,10 @@ enum Command {
     Estimate(train_cmd::TrainArgs),
     /// Fold a LoRA adapter into its base model and save the result in Hugging Face layout
     Merge(train_cmd::MergeArgs),
+    /// Evaluate a model (+ adapter) on your data: perplexity, accuracy, ROUGE/BLEU, latency, gates, report
+    Eval(eval_cmd::EvalArgs),
+    /// One table across evaluation reports or run directories (phases of a staged feeding)
+    Compare(eval_cmd::CompareArgs),
     /// Benchmarks (speed, with a peer on the same machine when available)
     Bench {
         #[command(subcommand)]
@@ -329,6 +334,11 @@ fn main() {
         Command::Estimate(a) => train_cmd::run_train(a.dry_run()),
         Command::Merge(a) => train_cmd::run_merge(a),
         Command::Bench { what } => bench::run(what),
+        Command::Compare(a) => eval_cmd::run_compare(a),
+        Command::Eval(a) => match eval_cmd::run_eval(a) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => Err(e),
+        },
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
