@@ -143,12 +143,12 @@ def main():
 
     # windowed perplexity of one text (context, stride as in deepfeed's perplexity.rs)
     ids = tok(WINDOW_TEXT)["input_ids"]
-    context, stride = WINDOW
-    step = max(1, min(stride, context - 1))
+    win_context, win_stride = WINDOW
+    step = max(1, min(win_stride, win_context - 1))
     wsum, wcount, first = 0.0, 0, 1
     while first < len(ids):
         end = min(first + step, len(ids))
-        begin = min(max(0, end - context), first - 1)
+        begin = min(max(0, end - win_context), first - 1)
         nll = nll_all(ids[begin:end])
         for j in range(first, end):
             wsum += nll[j - begin - 1]
@@ -199,7 +199,7 @@ def main():
     ref = {
         "model": "crates/deepfeed-model/tests/fixtures/llama",
         "perplexity": {"records": ppl, "nll_sum": total, "tokens": count, "perplexity": math.exp(total / count)},
-        "window": {"text": WINDOW_TEXT, "context": context, "stride": stride, "tokens": wcount, "perplexity": math.exp(wsum / wcount)},
+        "window": {"text": WINDOW_TEXT, "context": win_context, "stride": win_stride, "tokens": wcount, "perplexity": math.exp(wsum / wcount)},
         "multiple_choice": {"records": mc, "acc": correct / len(mc), "acc_norm": correct_norm / len(mc)},
         "overlap": {"pairs": pairs,
                     "rouge1": sum(x["rouge1"] for x in pairs) / len(pairs),

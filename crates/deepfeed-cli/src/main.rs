@@ -91,6 +91,10 @@ struct InitTinyArgs {
     tie_embeddings: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Standard deviation of the random weights (transformers' initializer_range); larger values
+    /// give sharper output distributions that a LoRA adapter can reshape quickly (eval demos)
+    #[arg(long, default_value_t = 0.02)]
+    init_std: f32,
 }
 
 #[derive(Args, Clone)]
@@ -300,6 +304,7 @@ fn run_init_tiny(args: InitTinyArgs) -> Result<()> {
     }
     spec.tie_word_embeddings = args.tie_embeddings;
     spec.seed = args.seed;
+    spec.init_std = args.init_std;
     spec.tokenizer = args.tokenizer;
     write_tiny_model(&spec, &args.out)?;
     let cfg = deepfeed_model::ModelConfig::from_dir(&args.out)?;

@@ -137,6 +137,10 @@ impl BleuStats {
 
     /// BLEU-4 on a 0–100 scale, sacrebleu's `compute_bleu` with `exp` smoothing.
     pub fn bleu(&self, effective_order: bool) -> f64 {
+        // no n-gram matches at all: 0 (sacrebleu's early stop)
+        if self.correct.iter().all(|&c| c == 0) {
+            return 0.0;
+        }
         let mut precisions = [0.0f64; 4];
         let mut smooth = 1.0;
         let mut order = 4;
