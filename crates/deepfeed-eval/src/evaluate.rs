@@ -58,6 +58,9 @@ pub struct SampleResult {
     pub prompt: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected: Option<String>,
+    /// Multiple choice: the options.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
     pub tuned: SampleScore,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base: Option<SampleScore>,
@@ -340,6 +343,7 @@ pub fn evaluate(cfg: &EvalConfig, progress: &mut dyn FnMut(&str)) -> Result<Repo
                 TaskKind::Choice => s.task.answer.map(|a| s.task.choices[a].clone()),
                 _ => s.target.clone(),
             },
+            choices: s.task.choices.clone(),
             tuned: t,
             base: base_scores.as_mut().and_then(|it| it.next()),
         })

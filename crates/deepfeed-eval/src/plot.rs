@@ -63,9 +63,9 @@ pub fn write_metric_bars(path: &Path, metrics: &[MetricBar]) -> Result<bool> {
         title.draw(&Text::new("base (grey) vs tuned (blue)", (10, 10), (FAMILY, 22).into_font()))?;
         for (area, (name, base, tuned, lower_better)) in body.split_evenly((1, metrics.len())).iter().zip(metrics) {
             let top = base.unwrap_or(0.0).max(*tuned).max(1e-9) * 1.25;
-            let caption = format!("{name} ({})", if *lower_better { "lower is better" } else { "higher is better" });
-            let mut chart = ChartBuilder::on(area).caption(caption, (FAMILY, 15)).margin(10).y_label_area_size(45).x_label_area_size(25).build_cartesian_2d(0f64..2f64, 0f64..top)?;
-            chart.configure_mesh().disable_x_mesh().x_labels(0).y_labels(5).label_style((FAMILY, 12)).draw()?;
+            let better = if *lower_better { "lower is better" } else { "higher is better" };
+            let mut chart = ChartBuilder::on(area).caption(name, (FAMILY, 16)).margin(10).y_label_area_size(45).x_label_area_size(25).build_cartesian_2d(0f64..2f64, 0f64..top)?;
+            chart.configure_mesh().disable_x_mesh().x_labels(0).y_labels(5).x_desc(better).label_style((FAMILY, 12)).draw()?;
             let bars = [(0.0, *base, BASE, "base"), (1.0, Some(*tuned), TUNED, "tuned")];
             for (x, v, color, label) in bars {
                 let Some(v) = v else { continue };

@@ -29,7 +29,13 @@ impl Row {
                 let better = if self.lower_better { pct < 0.0 } else { pct > 0.0 };
                 format!("{pct:+.1}%{}", if pct.abs() < 0.05 { "" } else if better { " ✓" } else { " ✗" })
             }
-            _ => "–".into(),
+            // from zero (accuracy 0 → 1): the absolute change
+            Some(b) => {
+                let d = self.tuned - b;
+                let better = if self.lower_better { d < 0.0 } else { d > 0.0 };
+                format!("{d:+.3}{}", if d.abs() < 1e-12 { "" } else if better { " ✓" } else { " ✗" })
+            }
+            None => "–".into(),
         }
     }
 }
@@ -64,7 +70,10 @@ fn bars(r: &Report) -> Vec<MetricBar> {
     rows(r)
         .into_iter()
         .filter(|row| keep.contains(&row.metric.as_str()))
-        .map(|row| (row.metric.replace(" (0-100)", "").replace("general-text", "general"), row.base, row.tuned, row.lower_better))
+        .map(|row| {
+            let short = row.metric.replace(" (0-100)", "").replace("general-text perplexity", "general PPL").replace("in-domain perplexity", "in-domain PPL").replace("end-to-end p95 (ms)", "p95 latency (ms)");
+            (short, row.base, row.tuned, row.lower_better)
+        })
         .collect()
 }
 
@@ -94,16 +103,18 @@ fn answer_of(s: &SampleResult, score: &SampleScore) -> String {
     };
     let text = match (&score.answer, &score.choice) {
         (Some(a), _) => a.clone(),
-        (None, Some(c)) => format!("(picks option {})", c.pick),
+        (None, Some(c)) => match s.choices.get(c.pick) {
+            Some(text) => format!("(picks) {text}"),
+            None => format!("(picks option {})", c.pick),
+        },
         _ => String::new(),
     };
     let nll = score.mean_nll().map(|n| format!(" [NLL/token {n:.2}]")).unwrap_or_default();
-    let _ = s;
     format!("{text}{mark}{nll}")
 }
 
 fn md_cell(s: &str) -> String {
-    let s: String = s.chars().take(160).collect();
+    let s: String = s.chars().take(160).map(|c| if c.is_control() { ' ' } else { c }).collect();
     s.replace('|', "\\|").replace('\n', " ")
 }
 
@@ -185,6 +196,7 @@ pub fn markdown(r: &Report, images: &[(String, String)]) -> String {
 }
 
 fn esc(s: &str) -> String {
+    let s: String = s.chars().map(|c| if c.is_control() && c != '\n' { ' ' } else { c }).collect();
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
