@@ -95,7 +95,14 @@ fn train_then_eval_against_the_base_model() {
     assert!(p.join("compare.html").is_file());
 
     // a failing gate: exit code 2, each failed gate listed, the report still written
-    let out = deepfeed(&["eval", "--model", "base", "--adapter", "runs/p1/adapter", "--data", "eval.jsonl", "--baseline", "--max-new-tokens", "2", "--min-ppl-improvement", "1", "--max-p95-latency-ms", "0.001", "--out", "strict", "--no-general-text"], p);
+    // (set from a YAML config this time; paths are relative to it)
+    std::fs::create_dir(p.join("conf")).unwrap();
+    std::fs::write(
+        p.join("conf/strict.yaml"),
+        "model: ../base\nadapter: ../runs/p1/adapter\ndata: ../eval.jsonl\nbaseline: true\nmax_new_tokens: 2\ngeneral_text: false\nout: ../strict\ngates:\n  min_ppl_improvement: 1.0\n  max_p95_latency_ms: 0.001\n",
+    )
+    .unwrap();
+    let out = deepfeed(&["eval", "--config", "conf/strict.yaml"], p);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("gate failed: ppl_improvement") && err.contains("gate failed: p95_latency"), "{err}");
@@ -105,6 +112,7 @@ fn train_then_eval_against_the_base_model() {
 
     // mistakes: one clear line each
     std::fs::write(p.join("empty.jsonl"), "").unwrap();
+    std::fs::write(p.join("typo.yaml"), "model: base\ndata: eval.jsonl\ngatez: {}\n").unwrap();
     std::fs::write(p.join("notarget.jsonl"), "{\"input_text\": \"q\"}\n").unwrap();
     std::fs::write(p.join("nochoices.jsonl"), "{\"input_text\": \"q\", \"metadata\": {\"eval\": {\"kind\": \"choice\"}}}\n").unwrap();
     ok(&deepfeed(&["init-tiny", "--out", "wide", "--hidden", "32", "--init-std", "0.15"], p));
@@ -116,6 +124,7 @@ fn train_then_eval_against_the_base_model() {
         (&["eval", "--model", "base", "--data", "eval.jsonl", "--baseline", "--out", "x"], "give --adapter"),
         (&["eval", "--model", "base", "--data", "eval.jsonl", "--out", "strict"], "already exists"),
         (&["compare", "base"], "no report.json"),
+        (&["eval", "--config", "typo.yaml"], "unknown field `gatez`"),
     ];
     for (args, expect) in cases {
         let e = one_line_error(&deepfeed(args, p));
