@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::arch::llama::{KvCache, LlamaForCausalLm};
+use crate::arch::{KvCache, Network};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::layers::Rotary;
@@ -15,7 +15,7 @@ pub struct Model {
     pub dir: PathBuf,
     pub config: ModelConfig,
     pub tokenizer: TextTokenizer,
-    pub network: LlamaForCausalLm,
+    pub network: Network,
     pub rotary: Rotary,
     pub device: Device,
 }
@@ -40,7 +40,7 @@ impl Model {
         let config = ModelConfig::from_dir(dir)?;
         let tokenizer = TextTokenizer::from_dir(dir, Some(&config))?;
         let weights = WeightFiles::open(dir)?;
-        let network = LlamaForCausalLm::load(&weights, &config, device, dtype)?;
+        let network = Network::load(&weights, &config, device, dtype)?;
         let rotary = Rotary::new(&config);
         Ok(Model { dir: dir.into(), config, tokenizer, network, rotary, device: device.clone() })
     }
