@@ -8,9 +8,11 @@
 pub mod dequant;
 pub mod names;
 pub mod reader;
+pub mod writer;
 mod types;
 
 pub use reader::{GgufFile, GgufTensorInfo};
+pub use writer::GgufWriter;
 pub use types::{GgmlType, GgufArray, GgufValue, GgufValueType};
 
 /// The magic at offset 0 of every GGUF file: the bytes `GGUF`.
