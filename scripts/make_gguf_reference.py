@@ -2,7 +2,8 @@
 """Writes crates/deepfeed-model/tests/fixtures/gguf/dequant_reference.gguf: for every ggml type that
 deepfeed dequantises, random valid blocks (tensor `<TYPE>`, stored raw) and the f32 values the PyPI
 `gguf` package's numpy code (`gguf.quants.dequantize`, llama.cpp's reference) gives for them (tensor
-`<TYPE>.expected`). The file is written by gguf's own GGUFWriter (v3, alignment 64) with metadata
+`<TYPE>.expected`), plus f32 inputs (`quant_input`) and what `gguf.quants.quantize` makes of them as
+Q8_0/F16/BF16 (`quant_input.<TYPE>`). The file is written by gguf's own GGUFWriter (v3, alignment 64) with metadata
 of every value type, so it also checks deepfeed's reader against llama.cpp's writer.
 
 Run: /root/venv-ref/bin/python scripts/make_gguf_reference.py   (deterministic: seed 7)
@@ -82,6 +83,17 @@ def main():
     bf16_bits = np.where((bf16_bits & 0x7F80) == 0x7F80, bf16_bits & 0x807F, bf16_bits).reshape(3, 64)
     w.add_tensor("BF16", bf16_bits.view(np.uint8), raw_dtype=T.BF16)
     w.add_tensor("BF16.expected", dequantize(bf16_bits.view(np.uint8), T.BF16).astype(np.float32).reshape(3, 64))
+
+    # quantisation references: inputs with a few exact zeros, ties and outliers, and what
+    # gguf.quants.quantize makes of them (Q8_0 is bit-exact with ggml's quantize_row_q8_0_ref)
+    qin = (rng.standard_normal((4, 256)) * rng.choice([0.01, 1.0, 30.0], size=(4, 1))).astype(np.float32)
+    qin[0, :32] = 0.0
+    qin[1, 40] = 500.0
+    qin[2, 64:96] = np.float32(0.5) * np.arange(-16, 16, dtype=np.float32)
+    w.add_tensor("quant_input", qin)
+    for qtype in [T.Q8_0, T.F16, T.BF16]:
+        q = gguf.quants.quantize(qin, qtype)
+        w.add_tensor("quant_input." + qtype.name, q.view(np.uint8), raw_dtype=qtype)
 
     w.write_header_to_file()
     w.write_kv_data_to_file()

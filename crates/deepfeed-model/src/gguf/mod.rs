@@ -7,6 +7,7 @@
 //! used everywhere else in this crate is that list reversed.
 pub mod dequant;
 pub mod names;
+pub mod quantize;
 pub mod reader;
 pub mod writer;
 mod types;
