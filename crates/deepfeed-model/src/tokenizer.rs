@@ -91,6 +91,28 @@ impl TextTokenizer {
         Ok(TextTokenizer { inner, path, bos_token, eos_token, bos_id, eos_ids, pad_id, add_bos, chat_template })
     }
 
+    /// A tokenizer assembled elsewhere (e.g. from a GGUF file's metadata, see `gguf::tokenizer`);
+    /// `path` is where it came from, for error messages.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        inner: tokenizers::Tokenizer,
+        path: PathBuf,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        bos_id: Option<u32>,
+        eos_ids: Vec<u32>,
+        pad_id: Option<u32>,
+        add_bos: bool,
+        chat_template: Option<ChatTemplate>,
+    ) -> Self {
+        TextTokenizer { inner, path, bos_token, eos_token, bos_id, eos_ids, pad_id, add_bos, chat_template }
+    }
+
+    /// The underlying `tokenizers` tokenizer (e.g. to save it as tokenizer.json).
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

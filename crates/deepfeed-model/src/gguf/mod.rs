@@ -6,9 +6,11 @@
 //! Tensor dimensions are kept in ggml order (`ne0` first, the contiguous one); the row-major shape
 //! used everywhere else in this crate is that list reversed.
 pub mod dequant;
+pub mod load;
 pub mod names;
 pub mod quantize;
 pub mod reader;
+pub mod tokenizer;
 pub mod writer;
 mod types;
 
