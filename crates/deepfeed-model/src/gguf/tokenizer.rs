@@ -11,7 +11,8 @@
 //!   spaces as real spaces, renamed to `▁…` first.
 //!
 //! Control tokens (type 3) become special added tokens, user-defined ones (type 4) plain added
-//! tokens, so both stay whole. The tokenizer is described as tokenizer.json and parsed by the
+//! tokens, so both stay whole (unlike transformers, which drops byte-level control tokens spelled
+//! outside the byte alphabet, such as DeepSeek's `<｜begin▁of▁sentence｜>`; llama.cpp keeps them). The tokenizer is described as tokenizer.json and parsed by the
 //! `tokenizers` crate: one well-tested code path instead of hand-assembled components.
 use std::collections::HashMap;
 
@@ -118,10 +119,20 @@ pub fn tokenizer_from_gguf(f: &GgufFile) -> Result<TextTokenizer> {
         "gpt2" => {
             let alphabet = byte_alphabet();
             let allowed: std::collections::HashSet<char> = alphabet.iter().copied().collect();
-            // tokens are stored byte-level spelled; a few files store some in plain text
+            // tokens are stored byte-level spelled; control and user-defined ones (DeepSeek's
+            // `<｜begin▁of▁sentence｜>`) as plain text, matched whole as llama.cpp does; a few files
+            // store some normal tokens in plain text too
             let spelled: Vec<String> = tokens
                 .iter()
-                .map(|t| if t.chars().all(|c| allowed.contains(&c)) { t.clone() } else { t.bytes().map(|b| alphabet[b as usize]).collect() })
+                .enumerate()
+                .map(|(i, t)| {
+                    let added = matches!(types.get(i), Some(&CONTROL) | Some(&USER_DEFINED));
+                    if added || t.chars().all(|c| allowed.contains(&c)) {
+                        t.clone()
+                    } else {
+                        t.bytes().map(|b| alphabet[b as usize]).collect()
+                    }
+                })
                 .collect();
             let merges: Vec<Value> = f
                 .get_str_array("tokenizer.ggml.merges")
@@ -207,7 +218,7 @@ pub fn tokenizer_from_gguf(f: &GgufFile) -> Result<TextTokenizer> {
     let mut added = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         match types.get(i) {
-            Some(&CONTROL) if kind != "gpt2" || vocab_tokens[i] == *t => added.push(added_token(i, t, true)),
+            Some(&CONTROL) => added.push(added_token(i, t, true)),
             Some(&USER_DEFINED) if vocab_tokens[i] == *t => added.push(added_token(i, t, false)),
             _ => {}
         }
