@@ -274,6 +274,12 @@ impl Model {
         config["dtype"] = json!("float32");
         write_dir_atomically(dir, |tmp| {
             std::fs::write(tmp.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).map_err(|e| ModelError::io(tmp.join("config.json"), e))?;
+            if src.is_file() {
+                // a GGUF base: its tokenizer lives in the file's metadata
+                for (name, bytes) in self.tokenizer.hf_files()? {
+                    std::fs::write(tmp.join(name), bytes).map_err(|e| ModelError::io(tmp.join(name), e))?;
+                }
+            }
             for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja", "special_tokens_map.json"] {
                 if src.join(f).is_file() {
                     std::fs::copy(src.join(f), tmp.join(f)).map_err(|e| ModelError::io(src.join(f), e))?;

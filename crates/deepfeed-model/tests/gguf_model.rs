@@ -111,6 +111,17 @@ fn check(spec: TinySpec) {
         let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(diff < 1e-5, "{arch:?}: GGUF vs HF logits differ by {diff:e}");
     }
+    // saved as a Hugging Face directory (tokenizer rebuilt from the GGUF vocabulary), it loads
+    // with the same tokens and logits
+    let mut g = Model::load(&path, &device).unwrap();
+    let saved = d.path().join("saved");
+    g.save_pretrained(&saved, usize::MAX).unwrap();
+    let s = Model::load(&saved, &device).unwrap();
+    let ids = hf.tokenizer.encode("Hello 深度求索", true).unwrap();
+    assert_eq!(s.tokenizer.encode("Hello 深度求索", true).unwrap(), ids);
+    let a = hf.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+    let b = s.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5), "{arch:?}: saved model differs");
 }
 
 #[test]

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::GgufFile;
-use crate::chat_template::ChatTemplate;
 use crate::error::{ModelError, Result};
 use crate::tokenizer::TextTokenizer;
 
@@ -231,10 +230,10 @@ pub fn tokenizer_from_gguf(f: &GgufFile) -> Result<TextTokenizer> {
         .map_err(|e| err(format!("building the tokenizer from tokenizer.ggml.*: {e}")))?;
 
     let name = |id: Option<u32>| id.map(|i| tokens[i as usize].clone());
-    let template = f.get_str("tokenizer.chat_template").map(|s| ChatTemplate::new(s.to_string())).transpose()?;
+    let template = f.get_str("tokenizer.chat_template").map(String::from);
     // llama.cpp adds BOS to SentencePiece vocabularies that do not say otherwise
     let add_bos = f.get_bool("tokenizer.ggml.add_bos_token").unwrap_or(kind == "llama");
-    Ok(TextTokenizer::from_parts(
+    TextTokenizer::from_parts(
         inner,
         f.path.clone(),
         name(bos_id),
@@ -244,5 +243,5 @@ pub fn tokenizer_from_gguf(f: &GgufFile) -> Result<TextTokenizer> {
         pad_id,
         add_bos,
         template,
-    ))
+    )
 }
