@@ -5,8 +5,7 @@ Hugging Face's own readers (not run by the tests; results are recorded in docs/g
   1. gguf.GGUFReader reads every key and tensor;
   2. transformers loads the GGUF (`from_pretrained(..., gguf_file=...)`, which dequantises and undoes
      llama's q/k permutation) and its logits are compared with the original HF model's;
-  3. optionally (--adapter-gguf) the GGUF LoRA adapter's tensors equal the PEFT ones (after
-     un-permuting llama q/k).
+  3. for llama3 rope scaling, `rope_freqs.weight` equals transformers' frequency ratios.
 
 Usage: /root/venv-ref/bin/python scripts/check_gguf_export.py HF_DIR FILE.gguf [--tol 1e-2]
 """
@@ -31,6 +30,23 @@ def main():
     arch = r.fields["general.architecture"].contents()
     print(f"GGUFReader: {len(r.fields)} keys, {len(r.tensors)} tensors, arch {arch}, "
           f"types {sorted({t.tensor_type.name for t in r.tensors})}")
+
+    rope = [t for t in r.tensors if t.name == "rope_freqs.weight"]
+    if rope:
+        # llama3 rope scaling: llama.cpp divides the frequencies by these factors
+        from transformers import AutoConfig
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+        cfg = AutoConfig.from_pretrained(args.hf_dir)
+        inv_l3, _ = ROPE_INIT_FUNCTIONS["llama3"](cfg, "cpu")
+        d = r.fields[f"{arch}.rope.dimension_count"].contents()
+        base = r.fields[f"{arch}.rope.freq_base"].contents()
+        inv = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
+        want = (inv / inv_l3).numpy()
+        rel = float(np.max(np.abs(np.array(rope[0].data) - want) / want))
+        print(f"rope_freqs: max relative difference from transformers' llama3 frequencies {rel:.2g}")
+        if rel > 1e-5:
+            print("FAIL: rope_freqs", file=sys.stderr)
+            sys.exit(1)
 
     ids = torch.tensor([[0, 5, 17, 42, 99, 123, 7, 256, 300, 11]])
     ref = AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype=torch.float32).eval()
