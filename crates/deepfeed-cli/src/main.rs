@@ -1,6 +1,7 @@
 //! The `deepfeed` command line: parses arguments and calls the crates.
 mod bench;
 mod data_cmd;
+mod export_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -47,6 +48,11 @@ enum Command {
     Estimate(train_cmd::TrainArgs),
     /// Fold a LoRA adapter into its base model and save the result in Hugging Face layout
     Merge(train_cmd::MergeArgs),
+    /// Export to llama.cpp / Ollama: GGUF model, GGUF LoRA adapter, Ollama Modelfile
+    Export {
+        #[command(subcommand)]
+        what: export_cmd::ExportCommand,
+    },
     /// Benchmarks (speed, with a peer on the same machine when available)
     Bench {
         #[command(subcommand)]
@@ -328,6 +334,7 @@ fn main() {
         Command::Train(a) => train_cmd::run_train(a),
         Command::Estimate(a) => train_cmd::run_train(a.dry_run()),
         Command::Merge(a) => train_cmd::run_merge(a),
+        Command::Export { what } => export_cmd::run(what),
         Command::Bench { what } => bench::run(what),
     };
     if let Err(e) = result {

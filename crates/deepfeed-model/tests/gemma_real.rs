@@ -4,9 +4,12 @@
 //!     scripts/fetch_models.sh
 //!     cargo test --release -p deepfeed-model --test gemma_real -- --ignored --nocapture
 //!
-//! References: llama.cpp's `llama-perplexity` (PPL 15.1011 on the same text, same protocol; see
-//! docs/gguf.md) and transformers' GGUF loading (`scripts/gemma_real_reference.py` →
-//! tests/fixtures/gemma3_real/reference.json: token ids and the greedy continuation).
+//! References: transformers' GGUF loading (fp32 dequantised weights): `scripts/gemma_real_reference.py`
+//! → tests/fixtures/gemma3_real/reference.json (token ids, greedy continuation) and
+//! `scripts/gemma_real_ppl.py` → transformers_ppl.json (perplexity with llama-perplexity's protocol
+//! on the same text). llama.cpp's `llama-perplexity` gave 15.1011 on the research copy of the text
+//! (realmodel.md), which is not byte-identical to this one (see docs/gguf.md), so it is printed
+//! for comparison and checked only loosely.
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -17,7 +20,7 @@ use deepfeed_model::Model;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// llama.cpp b0c1e570 `llama-perplexity -c 512 -b 512` on the same text and file.
+/// llama.cpp 0c1e570 `llama-perplexity -c 512 -b 512` on the research copy of the text.
 const LLAMA_CPP_PPL: f64 = 15.1011;
 
 fn gguf() -> PathBuf {
@@ -74,21 +77,29 @@ fn gemma_real_tokenizer_and_greedy_match_transformers() {
 
 #[test]
 #[ignore = "needs the real Gemma 3 270M GGUF (scripts/fetch_models.sh)"]
-fn gemma_real_perplexity_matches_llama_cpp() {
+fn gemma_real_perplexity_matches_transformers() {
     let model = load();
     let ids = model.tokenizer.encode(&gpl3_20k(), true).unwrap();
     let t = Instant::now();
     let (sum, count) = score_chunks_llama_cpp(&model, &ids, 512).unwrap();
     let secs = t.elapsed().as_secs_f64();
     let ppl = (sum / count as f64).exp();
-    let rel = (ppl - LLAMA_CPP_PPL).abs() / LLAMA_CPP_PPL;
+    let hf: Value = serde_json::from_slice(
+        &std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma3_real/transformers_ppl.json")).unwrap(),
+    )
+    .unwrap();
+    let hf_ppl = hf["ppl"].as_f64().unwrap();
     eprintln!(
-        "{} tokens, {} chunks of 512, {count} scored: PPL {ppl:.4} (llama.cpp {LLAMA_CPP_PPL}, {:+.2}%) in {secs:.1} s = {:.0} tok/s",
+        "{} tokens, {} chunks of 512, {count} scored: PPL {ppl:.4}; transformers {hf_ppl:.4} ({:+.3}%); llama.cpp {LLAMA_CPP_PPL} on the research text ({:+.2}%); {secs:.1} s = {:.0} tok/s",
         ids.len(),
         ids.len() / 512,
+        100.0 * (ppl / hf_ppl - 1.0),
         100.0 * (ppl / LLAMA_CPP_PPL - 1.0),
         (ids.len() / 512 * 512) as f64 / secs
     );
-    assert_eq!(count, 8 * 255);
-    assert!(rel < 0.01, "PPL {ppl} vs llama.cpp {LLAMA_CPP_PPL}: {:.2}% apart", rel * 100.0);
+    assert_eq!(count, hf["scored"].as_u64().unwrap() as usize);
+    // same text, same tokens, same protocol, f32 both: transformers within 0.1%
+    assert!((ppl / hf_ppl - 1.0).abs() < 1e-3, "PPL {ppl} vs transformers {hf_ppl}");
+    // llama.cpp (Q8 activations; a slightly different copy of the text): within 2%
+    assert!((ppl / LLAMA_CPP_PPL - 1.0).abs() < 0.02, "PPL {ppl} vs llama.cpp {LLAMA_CPP_PPL}");
 }

@@ -6,7 +6,9 @@
 //! Tensor dimensions are kept in ggml order (`ne0` first, the contiguous one); the row-major shape
 //! used everywhere else in this crate is that list reversed.
 pub mod dequant;
+pub mod export;
 pub mod load;
+pub mod ollama;
 pub mod names;
 pub mod quantize;
 pub mod reader;
