@@ -3,6 +3,10 @@
 //! `scripts/check_gguf_dequant.py` to compare with the Python `gguf` package.
 //!
 //!   cargo run --release -p deepfeed-model --example gguf_dequant_bench -- FILE.gguf [--dump DIR]
+//!   cargo run --release -p deepfeed-model --example gguf_dequant_bench -- --synthetic
+//!
+//! `--synthetic` times every supported type on 8 M random elements, best of 7 runs (robust on a
+//! machine shared with other jobs).
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -11,6 +15,9 @@ use deepfeed_model::gguf::{dequant, GgufFile};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--synthetic") {
+        return synthetic();
+    }
     let path = PathBuf::from(args.first().ok_or("usage: gguf_dequant_bench FILE.gguf [--dump DIR]")?);
     let dump = args.iter().position(|a| a == "--dump").and_then(|i| args.get(i + 1)).map(PathBuf::from);
     let t0 = Instant::now();
@@ -66,6 +73,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             *b as f64 / 1e6 / sp,
             *n as f64 / 1e6 / sp
         );
+    }
+    Ok(())
+}
+
+fn synthetic() -> Result<(), Box<dyn std::error::Error>> {
+    let n = 8 << 20;
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    println!("{:<6} {:>16} {:>18} {:>16}", "type", "1 thread MB/s", "1 thread Melem/s", "pool Melem/s");
+    for ty in dequant::SUPPORTED {
+        let (bs, ts) = ty.block_layout();
+        let mut bytes: Vec<u8> = (0..n / bs * ts)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        // keep f16/bf16/f32 values and scales finite: clear the top exponent bit of every 2nd byte
+        for c in bytes.chunks_mut(2) {
+            c[1] &= 0x3B;
+        }
+        let mut out = vec![0f32; n];
+        let best = |f: &mut dyn FnMut()| (0..7).map(|_| { let s = Instant::now(); f(); s.elapsed().as_secs_f64() }).fold(f64::MAX, f64::min);
+        let t1 = best(&mut || dequant::dequantize(ty, &bytes, n, &mut out).unwrap());
+        let tp = best(&mut || dequant::dequantize_par(ty, &bytes, n, &mut out).unwrap());
+        println!("{:<6} {:>16.0} {:>18.0} {:>16.0}", ty.name(), bytes.len() as f64 / 1e6 / t1, n as f64 / 1e6 / t1, n as f64 / 1e6 / tp);
     }
     Ok(())
 }
