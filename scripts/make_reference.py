@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference fixtures for deepfeed's model parity tests, computed by PyTorch + transformers.
 
-For each architecture (llama, qwen2, qwen3) this script
+For each architecture (llama, qwen2, qwen3, gemma3) this script
   1. trains (once) a small byte-level BPE tokenizer on a fixed English + Chinese corpus, with the
      DeepSeek special tokens, so fixtures stay small (vocab 512 instead of DeepSeek's 129k);
   2. builds a tiny randomly initialised model with transformers and saves it in exact HF layout;
@@ -10,7 +10,8 @@ For each architecture (llama, qwen2, qwen3) this script
 
 Usage (writes crates/deepfeed-model/tests/fixtures/ and crates/deepfeed-model/assets/):
     python3 -m venv .venv-ref && .venv-ref/bin/pip install torch transformers tokenizers safetensors
-    .venv-ref/bin/python scripts/make_reference.py
+    .venv-ref/bin/python scripts/make_reference.py            # all fixtures
+    .venv-ref/bin/python scripts/make_reference.py gemma3     # only some (each arch has its own seed)
 Run it again whenever a model file changes and commit what it writes (each fixture dir < 1 MB).
 """
 import json
@@ -114,6 +115,25 @@ def build(arch, vocab, bos_id, eos_id):
     elif arch == "qwen3":
         cfg = Qwen3Config(**common, head_dim=32, rope_theta=1000000.0, tie_word_embeddings=True)
         model = Qwen3ForCausalLM(cfg)
+    elif arch == "gemma3":
+        from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+        # 3 layers: sliding, full, sliding with a window of 8 tokens (shorter than the test text
+        # and the greedy continuation), linear rope scaling on the full layer as Gemma 3 4B+ has,
+        # a query_pre_attn_scalar != head_dim and both soft-cappings set (Gemma 2 style; transformers'
+        # Gemma 3 applies only the final one) so that every switch of the decoder is exercised.
+        common.update(num_hidden_layers=3)
+        cfg = Gemma3TextConfig(
+            **common, head_dim=32, query_pre_attn_scalar=24, sliding_window=8,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            rope_parameters={
+                "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            },
+            final_logit_softcapping=30.0, attn_logit_softcapping=50.0, tie_word_embeddings=True,
+            hidden_activation="gelu_pytorch_tanh", pad_token_id=2,
+        )
+        cfg._attn_implementation = "eager"
+        model = Gemma3ForCausalLM(cfg)
     else:
         raise ValueError(arch)
     # Random biases and norm weights too (HF initialises them to 0 / 1, which would hide bugs).
@@ -134,7 +154,12 @@ def main():
         json.dump(tokenizer_config(), f, ensure_ascii=False, indent=2)
 
     from transformers import AutoTokenizer
-    for arch in ["llama", "qwen2", "qwen3"]:
+    only = sys.argv[1:]
+    for arch in ["llama", "qwen2", "qwen3", "gemma3"]:
+        if arch == "gemma3":
+            torch.manual_seed(3)  # own seed: its fixture does not depend on the ones before it
+        if only and arch not in only:
+            continue
         out = os.path.join(FIXTURES, arch)
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
@@ -145,6 +170,8 @@ def main():
         vocab = len(hf_tok)
         bos_id, eos_id = hf_tok.convert_tokens_to_ids(BOS), hf_tok.convert_tokens_to_ids(EOS)
         model = build(arch, vocab, bos_id, eos_id)
+        if arch == "gemma3":
+            assert model.config.sliding_window < len(hf_tok(TEXT)["input_ids"])
         model.save_pretrained(out, safe_serialization=True)
 
         ids = hf_tok(TEXT)["input_ids"]

@@ -2,6 +2,7 @@
 mod bench;
 mod data_cmd;
 mod eval_cmd;
+mod export_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -52,6 +53,11 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// One table across evaluation reports or run directories (phases of a staged feeding)
     Compare(eval_cmd::CompareArgs),
+    /// Export to llama.cpp / Ollama: GGUF model, GGUF LoRA adapter, Ollama Modelfile
+    Export {
+        #[command(subcommand)]
+        what: export_cmd::ExportCommand,
+    },
     /// Benchmarks (speed, with a peer on the same machine when available)
     Bench {
         #[command(subcommand)]
@@ -70,7 +76,7 @@ enum Preset {
 
 #[derive(Args)]
 struct InitTinyArgs {
-    /// llama, qwen2 or qwen3
+    /// llama, qwen2, qwen3 or gemma3
     #[arg(long, default_value = "llama")]
     arch: String,
     /// Directory to create (must not exist, or be empty)
@@ -286,7 +292,7 @@ fn run_perplexity(args: PerplexityArgs) -> Result<()> {
 
 fn run_init_tiny(args: InitTinyArgs) -> Result<()> {
     let Some(arch) = Architecture::parse_cli(&args.arch) else {
-        bail!("--arch {:?}: expected llama, qwen2 or qwen3", args.arch);
+        bail!("--arch {:?}: expected llama, qwen2, qwen3 or gemma3", args.arch);
     };
     let mut spec = match args.preset {
         Preset::Tiny => TinySpec::tiny(arch),
@@ -338,6 +344,7 @@ fn main() {
         Command::Train(a) => train_cmd::run_train(a),
         Command::Estimate(a) => train_cmd::run_train(a.dry_run()),
         Command::Merge(a) => train_cmd::run_merge(a),
+        Command::Export { what } => export_cmd::run(what),
         Command::Bench { what } => bench::run(what),
         Command::Compare(a) => eval_cmd::run_compare(a),
         Command::Eval(a) => match eval_cmd::run_eval(a) {

@@ -17,16 +17,19 @@ pub enum Architecture {
     Qwen2,
     /// `Qwen3ForCausalLM`: RMSNorm on queries and keys per head.
     Qwen3,
+    /// `Gemma3ForCausalLM` (config `gemma3_text`): its own decoder, see `arch/gemma3.rs`.
+    Gemma3,
 }
 
 impl Architecture {
-    pub const SUPPORTED: &'static str = "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM";
+    pub const SUPPORTED: &'static str = "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM";
 
     pub fn from_hf_name(name: &str) -> Option<Self> {
         match name {
             "LlamaForCausalLM" => Some(Self::Llama),
             "Qwen2ForCausalLM" => Some(Self::Qwen2),
             "Qwen3ForCausalLM" => Some(Self::Qwen3),
+            "Gemma3ForCausalLM" => Some(Self::Gemma3),
             _ => None,
         }
     }
@@ -36,6 +39,7 @@ impl Architecture {
             Self::Llama => "LlamaForCausalLM",
             Self::Qwen2 => "Qwen2ForCausalLM",
             Self::Qwen3 => "Qwen3ForCausalLM",
+            Self::Gemma3 => "Gemma3ForCausalLM",
         }
     }
 
@@ -45,6 +49,7 @@ impl Architecture {
             Self::Llama => "llama",
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
+            Self::Gemma3 => "gemma3_text",
         }
     }
 
@@ -53,6 +58,7 @@ impl Architecture {
             "llama" => Some(Self::Llama),
             "qwen2" => Some(Self::Qwen2),
             "qwen3" => Some(Self::Qwen3),
+            "gemma3" | "gemma3_text" => Some(Self::Gemma3),
             _ => None,
         }
     }
@@ -96,8 +102,29 @@ pub struct ModelConfig {
     pub qk_norm: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// Gemma 3 only: the settings its decoder adds (None for the other architectures).
+    pub gemma3: Option<Gemma3Settings>,
     /// The raw JSON, kept so that a merged model can be written back unchanged.
     pub raw: Map<String, Value>,
+}
+
+/// What Gemma 3's decoder needs beyond the common fields (transformers `Gemma3TextConfig`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gemma3Settings {
+    /// Attention scores are scaled by `query_pre_attn_scalar^-0.5` (not `head_dim^-0.5`).
+    pub query_pre_attn_scalar: f64,
+    /// A sliding layer's query sees the keys of the last `sliding_window` positions (itself included).
+    pub sliding_window: usize,
+    /// Per layer: true for `sliding_attention`, false for `full_attention`.
+    pub sliding_layers: Vec<bool>,
+    /// RoPE base of the sliding layers (`rope_local_base_freq`, unscaled); full layers use
+    /// `rope_theta` with `rope_scaling`.
+    pub rope_local_theta: f64,
+    /// `logits = cap · tanh(logits / cap)` when set.
+    pub final_logit_softcapping: Option<f64>,
+    /// The same on attention scores: read, but (as in transformers' and llama.cpp's Gemma 3)
+    /// not applied.
+    pub attn_logit_softcapping: Option<f64>,
 }
 
 struct Fields<'a> {
@@ -170,10 +197,13 @@ impl ModelConfig {
             return Err(ModelError::Config { path: path.into(), field: "(root)".into(), message: "expected a JSON object".into() });
         };
         let f = Fields { path, map: &map };
-        let names: Vec<String> = match map.get("architectures") {
+        let mut names: Vec<String> = match map.get("architectures") {
             Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
             _ => vec![],
         };
+        if names.is_empty() && map.get("model_type").and_then(|v| v.as_str()) == Some("gemma3_text") {
+            names.push("Gemma3ForCausalLM".into());
+        }
         let architecture = names
             .iter()
             .find_map(|n| Architecture::from_hf_name(n))
@@ -202,14 +232,18 @@ impl ModelConfig {
         if head_dim % 2 != 0 {
             return Err(f.err("head_dim", format!("must be even for rotary embeddings, found {head_dim}")));
         }
-        if let Some(act) = map.get("hidden_act").and_then(|v| v.as_str()) {
+        if let Some(act) = map.get("hidden_act").and_then(|v| v.as_str()).filter(|_| architecture != Architecture::Gemma3) {
             if act != "silu" && act != "swish" {
                 return Err(f.err("hidden_act", format!("expected \"silu\", found {act:?}")));
             }
         }
 
-        // rope: transformers 5 nests everything in `rope_parameters`; 4.x has `rope_theta` + `rope_scaling`.
-        let rope_params = map.get("rope_parameters").and_then(|v| v.as_object());
+        // rope: transformers 5 nests everything in `rope_parameters` (Gemma 3: one entry per layer
+        // type, the full layers' one is the model's main rope); 4.x has `rope_theta` + `rope_scaling`.
+        let mut rope_params = map.get("rope_parameters").and_then(|v| v.as_object());
+        if architecture == Architecture::Gemma3 {
+            rope_params = rope_params.and_then(|p| p.get("full_attention")).and_then(|v| v.as_object()).or(rope_params);
+        }
         let rope_theta = match rope_params.and_then(|p| p.get("rope_theta")).and_then(|v| v.as_f64()) {
             Some(t) => t,
             None => f.opt_f64("rope_theta")?.unwrap_or(10000.0),
@@ -228,6 +262,17 @@ impl ModelConfig {
             }
             Architecture::Qwen2 => (true, false, false, false),
             Architecture::Qwen3 => (f.bool_or("attention_bias", false)?, f.bool_or("attention_bias", false)?, false, true),
+            Architecture::Gemma3 => (f.bool_or("attention_bias", false)?, f.bool_or("attention_bias", false)?, false, true),
+        };
+        let num_hidden_layers = f.usize("num_hidden_layers")?;
+        let gemma3 = match architecture {
+            Architecture::Gemma3 => Some(gemma3_settings(&f, &map, num_hidden_layers, head_dim)?),
+            _ => None,
+        };
+        let rope_theta = match architecture {
+            // transformers' Gemma3TextConfig default for the full layers
+            Architecture::Gemma3 if f.opt_f64("rope_theta")?.is_none() && rope_params.is_none() => 1_000_000.0,
+            _ => rope_theta,
         };
 
         Ok(ModelConfig {
@@ -235,21 +280,23 @@ impl ModelConfig {
             vocab_size: f.usize("vocab_size")?,
             hidden_size,
             intermediate_size: f.usize("intermediate_size")?,
-            num_hidden_layers: f.usize("num_hidden_layers")?,
+            num_hidden_layers,
             num_attention_heads,
             num_key_value_heads,
             head_dim,
             rms_norm_eps: f.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
+            // Gemma 3 configs usually leave this out: transformers' default is tied
+            tie_word_embeddings: f.bool_or("tie_word_embeddings", architecture == Architecture::Gemma3)?,
             rope_theta,
             rope_scaling,
             max_position_embeddings,
-            tie_word_embeddings: f.bool_or("tie_word_embeddings", false)?,
             qkv_bias,
             o_bias,
             mlp_bias,
             qk_norm,
             bos_token_id: f.token_ids("bos_token_id")?.first().copied(),
             eos_token_ids: f.token_ids("eos_token_id")?,
+            gemma3,
             raw: map.clone(),
         })
     }
@@ -259,7 +306,8 @@ impl ModelConfig {
         let (h, i, d) = (self.hidden_size, self.intermediate_size, self.head_dim);
         let q = self.num_attention_heads * d;
         let kv = self.num_key_value_heads * d;
-        let mut layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
+        let norms_per_layer = if self.gemma3.is_some() { 4 } else { 2 };
+        let mut layer = h * q + 2 * h * kv + q * h + 3 * h * i + norms_per_layer * h;
         if self.qkv_bias {
             layer += q + 2 * kv;
         }
@@ -270,6 +318,57 @@ impl ModelConfig {
         let head = if self.tie_word_embeddings { 0 } else { embed };
         embed + head + h + self.num_hidden_layers * layer
     }
+}
+
+/// Gemma 3's extra fields, in the 4.x layout (`rope_local_base_freq`, `sliding_window_pattern`) or
+/// the 5.x one (`rope_parameters.sliding_attention`, `layer_types`).
+fn gemma3_settings(f: &Fields, map: &Map<String, Value>, num_layers: usize, head_dim: usize) -> Result<Gemma3Settings> {
+    if let Some(act) = map.get("hidden_activation").or_else(|| map.get("hidden_act")).and_then(|v| v.as_str()) {
+        if act != "gelu_pytorch_tanh" && act != "gelu" {
+            return Err(f.err("hidden_activation", format!("expected \"gelu_pytorch_tanh\", found {act:?}")));
+        }
+    }
+    if f.bool_or("use_bidirectional_attention", false)? {
+        return Err(f.err("use_bidirectional_attention", "true (an embedding model) is not supported; expected a causal language model"));
+    }
+    let sliding_layers = match map.get("layer_types") {
+        Some(Value::Array(types)) => {
+            let kinds = types
+                .iter()
+                .map(|t| match t.as_str() {
+                    Some("sliding_attention") => Ok(true),
+                    Some("full_attention") => Ok(false),
+                    _ => Err(f.err("layer_types", format!("expected \"sliding_attention\" or \"full_attention\", found {t}"))),
+                })
+                .collect::<Result<Vec<bool>>>()?;
+            if kinds.len() != num_layers {
+                return Err(f.err("layer_types", format!("{} entries for {num_layers} layers", kinds.len())));
+            }
+            kinds
+        }
+        _ => {
+            // transformers: every `sliding_window_pattern`-th layer is global (default 6)
+            let pattern = f.opt_usize("sliding_window_pattern")?.or(f.opt_usize("_sliding_window_pattern")?).unwrap_or(6).max(1);
+            (0..num_layers).map(|i| (i + 1) % pattern != 0).collect()
+        }
+    };
+    let local = map
+        .get("rope_parameters")
+        .and_then(|p| p.get("sliding_attention"))
+        .and_then(|p| p.get("rope_theta"))
+        .and_then(|v| v.as_f64());
+    let rope_local_theta = match local {
+        Some(t) => t,
+        None => f.opt_f64("rope_local_base_freq")?.unwrap_or(10_000.0),
+    };
+    Ok(Gemma3Settings {
+        query_pre_attn_scalar: f.opt_f64("query_pre_attn_scalar")?.unwrap_or(head_dim as f64),
+        sliding_window: f.opt_usize("sliding_window")?.unwrap_or(4096).max(1),
+        sliding_layers,
+        rope_local_theta,
+        final_logit_softcapping: f.opt_f64("final_logit_softcapping")?,
+        attn_logit_softcapping: f.opt_f64("attn_logit_softcapping")?,
+    })
 }
 
 fn parse_rope_scaling(f: &Fields, s: &Map<String, Value>, max_pos: usize) -> Result<RopeScaling> {

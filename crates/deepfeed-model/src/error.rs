@@ -37,6 +37,10 @@ pub enum ModelError {
     #[error("chat template: {0}")]
     Template(String),
 
+    /// A GGUF file that cannot be read: what was expected, what was found, and at which offset.
+    #[error("{path}: {message}")]
+    Gguf { path: PathBuf, message: String },
+
     #[error("{0}")]
     Invalid(String),
 }

@@ -124,6 +124,12 @@ impl Rotary {
         Rotary { head_dim: cfg.head_dim, base: cfg.rope_theta, scaling: cfg.rope_scaling.clone(), inv_freq }
     }
 
+    /// Unscaled rotary embedding with base `theta` (Gemma 3's sliding layers).
+    pub fn unscaled(head_dim: usize, theta: f64) -> Self {
+        let inv_freq = inverse_frequencies(head_dim, theta, &RopeScaling::None);
+        Rotary { head_dim, base: theta, scaling: RopeScaling::None, inv_freq }
+    }
+
     /// cos and sin for `positions` (one row of `s` positions per batch element, `b*s` values),
     /// each shaped [b, 1, s, head_dim] to broadcast over heads.
     pub fn cos_sin(&self, positions: &[usize], b: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
@@ -213,6 +219,23 @@ pub fn causal_mask(s: usize, past: usize, device: &Device) -> Tensor<4> {
     for i in 0..s {
         for j in (past + i + 1)..t {
             m[i * t + j] = f32::NEG_INFINITY;
+        }
+    }
+    Tensor::from_data(TensorData::new(m, [1, 1, s, t]), device)
+}
+
+/// Additive mask hiding keys more than `window - 1` positions behind their query (transformers'
+/// `sliding_window_overlay`: key j is seen by query i when j > i - window), for `s` new queries
+/// after `past` cached positions: [1, 1, s, past + s]. Combine it with the causal mask.
+pub fn sliding_window_mask(s: usize, past: usize, window: usize, device: &Device) -> Tensor<4> {
+    let t = past + s;
+    let mut m = vec![0f32; s * t];
+    for i in 0..s {
+        let q = past + i;
+        for j in 0..t {
+            if j + window <= q {
+                m[i * t + j] = f32::NEG_INFINITY;
+            }
         }
     }
     Tensor::from_data(TensorData::new(m, [1, 1, s, t]), device)

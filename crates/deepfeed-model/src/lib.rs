@@ -6,6 +6,7 @@ pub mod chat_template;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod gguf;
 pub mod generate;
 pub mod layers;
 pub mod lora;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::arch::llama::{KvCache, LlamaForCausalLm};
+use crate::arch::{KvCache, Network};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::layers::Rotary;
@@ -15,7 +15,7 @@ pub struct Model {
     pub dir: PathBuf,
     pub config: ModelConfig,
     pub tokenizer: TextTokenizer,
-    pub network: LlamaForCausalLm,
+    pub network: Network,
     pub rotary: Rotary,
     pub device: Device,
 }
@@ -27,7 +27,13 @@ impl Model {
     }
 
     /// Like [`Model::load`], keeping the weight matrices in `dtype` (bf16 halves their memory).
+    /// `dir` may also be a `.gguf` file, or a directory holding one and no config.json: the
+    /// architecture, tokenizer and chat template then come from its metadata and its tensors
+    /// are dequantised at load (see `gguf/load.rs`).
     pub fn load_as(dir: &Path, device: &Device, dtype: WeightDType) -> Result<Self> {
+        if let Some(path) = crate::gguf::load::gguf_path(dir)? {
+            return Self::load_gguf(&path, device, dtype);
+        }
         if !dir.exists() {
             return Err(ModelError::MissingFile { dir: dir.into(), what: "model directory".into(), expected: "an existing directory".into() });
         }
@@ -40,9 +46,19 @@ impl Model {
         let config = ModelConfig::from_dir(dir)?;
         let tokenizer = TextTokenizer::from_dir(dir, Some(&config))?;
         let weights = WeightFiles::open(dir)?;
-        let network = LlamaForCausalLm::load(&weights, &config, device, dtype)?;
+        let network = Network::load(&weights, &config, device, dtype)?;
         let rotary = Rotary::new(&config);
         Ok(Model { dir: dir.into(), config, tokenizer, network, rotary, device: device.clone() })
+    }
+
+    fn load_gguf(path: &Path, device: &Device, dtype: WeightDType) -> Result<Self> {
+        let file = crate::gguf::GgufFile::open(path)?;
+        let config = crate::gguf::load::config_from_gguf(&file)?;
+        let tokenizer = crate::gguf::tokenizer::tokenizer_from_gguf(&file)?;
+        let weights = WeightFiles::from_gguf(crate::gguf::load::GgufWeights::new(file, &config)?);
+        let network = Network::load(&weights, &config, device, dtype)?;
+        let rotary = Rotary::new(&config);
+        Ok(Model { dir: path.into(), config, tokenizer, network, rotary, device: device.clone() })
     }
 
     pub fn new_cache(&self) -> KvCache {

@@ -46,6 +46,13 @@ fn short_name(name: &str) -> &str {
 }
 
 impl Model {
+    fn prefix_slot(&mut self) -> Result<&mut Option<PrefixTuning>> {
+        let arch = self.config.architecture.hf_name();
+        self.network
+            .prefix_slot()
+            .ok_or_else(|| ModelError::Invalid(format!("prefix tuning is not supported for {arch}; use LoRA")))
+    }
+
     /// Attaches new LoRA adapters (A random, B zero) to the target modules; returns how many.
     pub fn add_lora(&mut self, cfg: &LoraConfig, seed: u64) -> Result<usize> {
         let targets = cfg.resolved_targets()?;
@@ -65,7 +72,8 @@ impl Model {
         if num_virtual_tokens == 0 {
             return Err(ModelError::Invalid("prefix.num_virtual_tokens must be at least 1".into()));
         }
-        self.network.prefix = Some(PrefixTuning::init(num_virtual_tokens, &self.config, seed, &self.device));
+        let prefix = PrefixTuning::init(num_virtual_tokens, &self.config, seed, &self.device);
+        *self.prefix_slot()? = Some(prefix);
         Ok(())
     }
 
@@ -152,7 +160,7 @@ impl Model {
         }
         let weights = WeightFiles::open_file(&dir.join("adapter_model.safetensors"))?;
         let t = weights.tensor("prompt_embeddings", [n, PrefixTuning::width(&self.config)], &self.device)?;
-        self.network.prefix = Some(PrefixTuning::from_tensor(t, &self.config));
+        *self.prefix_slot()? = Some(PrefixTuning::from_tensor(t, &self.config));
         Ok(AdapterConfig::Prefix { num_virtual_tokens: n })
     }
 
@@ -243,7 +251,7 @@ impl Model {
     /// Saves the model (adapters merged first) in Hugging Face layout: config.json, tokenizer
     /// files and safetensors shards of at most `max_shard_bytes` (+ index when sharded).
     pub fn save_pretrained(&mut self, dir: &Path, max_shard_bytes: usize) -> Result<()> {
-        if self.network.prefix.is_some() {
+        if self.network.prefix().is_some() {
             return Err(ModelError::Invalid(
                 "a prefix-tuning adapter cannot be merged into the weights; keep it as an adapter (--adapter)".into(),
             ));
@@ -266,6 +274,12 @@ impl Model {
         config["dtype"] = json!("float32");
         write_dir_atomically(dir, |tmp| {
             std::fs::write(tmp.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).map_err(|e| ModelError::io(tmp.join("config.json"), e))?;
+            if src.is_file() {
+                // a GGUF base: its tokenizer lives in the file's metadata
+                for (name, bytes) in self.tokenizer.hf_files()? {
+                    std::fs::write(tmp.join(name), bytes).map_err(|e| ModelError::io(tmp.join(name), e))?;
+                }
+            }
             for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja", "special_tokens_map.json"] {
                 if src.join(f).is_file() {
                     std::fs::copy(src.join(f), tmp.join(f)).map_err(|e| ModelError::io(src.join(f), e))?;

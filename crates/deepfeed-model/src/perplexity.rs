@@ -49,6 +49,41 @@ pub fn score_ids(model: &Model, ids: &[u32], context: usize, stride: usize) -> R
     Ok((sum, count))
 }
 
+/// llama.cpp's `llama-perplexity` protocol: `ids` (BOS first) cut into whole chunks of `n_ctx`
+/// tokens (a partial last chunk is dropped), each chunk's first token replaced by BOS, and only
+/// the second half of each chunk scored (the token at `j` for `j` in `n_ctx/2 + 1 .. n_ctx`), so
+/// every scored token has at least `n_ctx/2` tokens of context. Returns (sum of NLL, count).
+pub fn score_chunks_llama_cpp(model: &Model, ids: &[u32], n_ctx: usize) -> Result<(f64, usize)> {
+    use burn::tensor::activation::log_softmax;
+    use burn::tensor::{Int, Tensor, TensorData};
+    if n_ctx < 4 {
+        return Err(ModelError::Invalid(format!("n_ctx must be at least 4, found {n_ctx}")));
+    }
+    model.check_ids(ids)?;
+    let first = n_ctx / 2;
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    for chunk in ids.chunks_exact(n_ctx) {
+        let mut tokens = chunk.to_vec();
+        if let Some(bos) = model.tokenizer.bos_id {
+            tokens[0] = bos;
+        }
+        let data: Vec<i32> = tokens.iter().map(|&i| i as i32).collect();
+        let input = Tensor::<2, Int>::from_data(TensorData::new(data, [1, n_ctx]), &model.device);
+        let positions: Vec<usize> = (0..n_ctx).collect();
+        let hidden = model.network.forward_hidden(input, &model.rotary, &positions, None, None); // [1, n_ctx, h]
+        let h = hidden.dims()[2];
+        let scored = n_ctx - 1 - first;
+        // logits at first..n_ctx-1 predict tokens first+1..n_ctx
+        let logp = log_softmax(model.network.logits(hidden.slice([0..1, first..n_ctx - 1, 0..h])), 2); // [1, scored, V]
+        let targets: Vec<i32> = tokens[first + 1..].iter().map(|&i| i as i32).collect();
+        let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, scored, 1]), &model.device);
+        let nll = logp.gather(2, targets).neg().sum().into_scalar::<f32>();
+        sum += nll as f64;
+        count += scored;
+    }
+    Ok((sum, count))
+}
+
 /// Reads the documents of `path`: a JSONL file gives one document per line (`text`, or
 /// `input_text` + `target_text`, or `messages` rendered with the chat template); any other file
 /// is one plain-text document.

@@ -136,6 +136,24 @@ pub fn write_tiny_model(spec: &TinySpec, out: &Path) -> Result<()> {
         config["attention_bias"] = json!(false);
         config["mlp_bias"] = json!(false);
     }
+    let gemma = a == Architecture::Gemma3;
+    if gemma {
+        // every 6th layer (and the last one of a shorter model) is a global layer
+        let pattern = spec.num_hidden_layers.min(6);
+        let types: Vec<&str> = (0..spec.num_hidden_layers)
+            .map(|i| if (i + 1) % pattern == 0 { "full_attention" } else { "sliding_attention" })
+            .collect();
+        let c = config.as_object_mut().expect("object");
+        c.remove("hidden_act");
+        c.insert("hidden_activation".into(), json!("gelu_pytorch_tanh"));
+        c.insert("query_pre_attn_scalar".into(), json!(head_dim));
+        c.insert("rope_local_base_freq".into(), json!(10000.0));
+        c.insert("sliding_window".into(), json!(spec.max_position_embeddings.min(64)));
+        c.insert("layer_types".into(), json!(types));
+        c.insert("attention_bias".into(), json!(false));
+        c.insert("final_logit_softcapping".into(), Value::Null);
+        c.insert("attn_logit_softcapping".into(), Value::Null);
+    }
 
     // weights, named and shaped as transformers saves them
     let mut rng = StdRng::seed_from_u64(spec.seed);
@@ -160,17 +178,23 @@ pub fn write_tiny_model(spec: &TinySpec, out: &Path) -> Result<()> {
                 add(format!("{p}.self_attn.{name}.bias"), vec![out_f], "zeros", &mut rng);
             }
         }
-        if a == Architecture::Qwen3 {
-            add(format!("{p}.self_attn.q_norm.weight"), vec![d], "ones", &mut rng);
-            add(format!("{p}.self_attn.k_norm.weight"), vec![d], "ones", &mut rng);
+        // Gemma's norms multiply by (1 + w): zeros are the identity, as transformers initialises them
+        let unit = if gemma { "zeros" } else { "ones" };
+        if a == Architecture::Qwen3 || gemma {
+            add(format!("{p}.self_attn.q_norm.weight"), vec![d], unit, &mut rng);
+            add(format!("{p}.self_attn.k_norm.weight"), vec![d], unit, &mut rng);
         }
         for (name, out_f, in_f) in [("gate_proj", i, h), ("up_proj", i, h), ("down_proj", h, i)] {
             add(format!("{p}.mlp.{name}.weight"), vec![out_f, in_f], "normal", &mut rng);
         }
-        add(format!("{p}.input_layernorm.weight"), vec![h], "ones", &mut rng);
-        add(format!("{p}.post_attention_layernorm.weight"), vec![h], "ones", &mut rng);
+        add(format!("{p}.input_layernorm.weight"), vec![h], unit, &mut rng);
+        add(format!("{p}.post_attention_layernorm.weight"), vec![h], unit, &mut rng);
+        if gemma {
+            add(format!("{p}.pre_feedforward_layernorm.weight"), vec![h], unit, &mut rng);
+            add(format!("{p}.post_feedforward_layernorm.weight"), vec![h], unit, &mut rng);
+        }
     }
-    add("model.norm.weight".into(), vec![h], "ones", &mut rng);
+    add("model.norm.weight".into(), vec![h], if gemma { "zeros" } else { "ones" }, &mut rng);
     if !spec.tie_word_embeddings {
         add("lm_head.weight".into(), vec![vocab_size, h], "normal", &mut rng);
     }

@@ -20,6 +20,8 @@ pub struct TextTokenizer {
     /// `add_bos_token` of tokenizer_config.json: make sure plain encodings start with BOS.
     add_bos: bool,
     chat_template: Option<ChatTemplate>,
+    /// The template's Jinja source, to write it back (`hf_files`).
+    chat_template_source: Option<String>,
 }
 
 /// A special-token field is either `"<s>"` or `{"content": "<s>", ...}`.
@@ -86,9 +88,50 @@ impl TextTokenizer {
                 _ => None,
             }
         };
-        let chat_template = template_src.map(ChatTemplate::new).transpose()?;
+        let chat_template = template_src.clone().map(ChatTemplate::new).transpose()?;
         let add_bos = tc.get("add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
-        Ok(TextTokenizer { inner, path, bos_token, eos_token, bos_id, eos_ids, pad_id, add_bos, chat_template })
+        Ok(TextTokenizer { inner, path, bos_token, eos_token, bos_id, eos_ids, pad_id, add_bos, chat_template, chat_template_source: template_src })
+    }
+
+    /// A tokenizer assembled elsewhere (e.g. from a GGUF file's metadata, see `gguf::tokenizer`);
+    /// `path` is where it came from, for error messages.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        inner: tokenizers::Tokenizer,
+        path: PathBuf,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        bos_id: Option<u32>,
+        eos_ids: Vec<u32>,
+        pad_id: Option<u32>,
+        add_bos: bool,
+        chat_template_source: Option<String>,
+    ) -> Result<Self> {
+        let chat_template = chat_template_source.clone().map(ChatTemplate::new).transpose()?;
+        Ok(TextTokenizer { inner, path, bos_token, eos_token, bos_id, eos_ids, pad_id, add_bos, chat_template, chat_template_source })
+    }
+
+    /// This tokenizer as Hugging Face files: `tokenizer.json` and `tokenizer_config.json` (special
+    /// tokens, `add_bos_token`, chat template). Used to save a model loaded from a GGUF file.
+    pub fn hf_files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        let json = self
+            .inner
+            .to_string(false)
+            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), message: format!("serialising: {e}") })?;
+        let mut tc = serde_json::Map::new();
+        tc.insert("bos_token".into(), self.bos_token.clone().into());
+        tc.insert("eos_token".into(), self.eos_token.clone().into());
+        tc.insert("add_bos_token".into(), self.add_bos.into());
+        tc.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
+        if let Some(t) = &self.chat_template_source {
+            tc.insert("chat_template".into(), t.clone().into());
+        }
+        Ok(vec![("tokenizer.json", json.into_bytes()), ("tokenizer_config.json", serde_json::to_vec_pretty(&tc).expect("JSON"))])
+    }
+
+    /// The underlying `tokenizers` tokenizer (e.g. to save it as tokenizer.json).
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
     }
 
     pub fn vocab_size(&self) -> usize {

@@ -27,9 +27,16 @@ pub struct WeightFiles {
     files: Vec<(PathBuf, Mmap)>,
     /// tensor name -> index in `files`
     index: HashMap<String, usize>,
+    /// Or a GGUF file, its tensors served under their HF names (dequantised when read).
+    gguf: Option<crate::gguf::load::GgufWeights>,
 }
 
 impl WeightFiles {
+    /// The tensors of a GGUF model under their Hugging Face names.
+    pub fn from_gguf(weights: crate::gguf::load::GgufWeights) -> Self {
+        WeightFiles { files: vec![], index: HashMap::new(), gguf: Some(weights) }
+    }
+
     /// Opens the safetensors files of `dir` (sharded or not) and checks their headers.
     pub fn open(dir: &Path) -> Result<Self> {
         let index_path = dir.join("model.safetensors.index.json");
@@ -88,26 +95,38 @@ impl WeightFiles {
             }
             files.push((path, mmap));
         }
-        Ok(WeightFiles { files, index })
+        Ok(WeightFiles { files, index, gguf: None })
     }
 
     pub fn contains(&self, name: &str) -> bool {
+        if let Some(g) = &self.gguf {
+            return g.contains(name);
+        }
         self.index.contains_key(name)
     }
 
     /// The stored shape of tensor `name`.
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        if let Some(g) = &self.gguf {
+            return g.shape(name);
+        }
         let &i = self.index.get(name)?;
         let st = SafeTensors::deserialize(&self.files[i].1).ok()?;
         st.tensor(name).ok().map(|v| v.shape().to_vec())
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.index.keys().map(String::as_str)
+    pub fn names(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match &self.gguf {
+            Some(g) => Box::new(g.names()),
+            None => Box::new(self.index.keys().map(String::as_str)),
+        }
     }
 
     /// Reads tensor `name` as f32, checking it has shape `expected`.
     pub fn read_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        if let Some(g) = &self.gguf {
+            return g.read_f32(name, expected);
+        }
         let &i = self.index.get(name).ok_or_else(|| ModelError::MissingTensor {
             tensor: name.into(),
             hint: format!(" ({} tensors present in {} file(s))", self.index.len(), self.files.len()),

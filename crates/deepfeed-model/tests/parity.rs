@@ -76,11 +76,26 @@ fn qwen3_matches_transformers() {
     check_arch("qwen3");
 }
 
+/// 3 layers (sliding, full, sliding) with an 8-token window, linear rope scaling on the full
+/// layer, attention and final logit soft-capping, tied embeddings.
+#[test]
+fn gemma3_matches_transformers() {
+    check_arch("gemma3");
+}
+
 /// The KV-cache path must give the same logits as one full pass.
 #[test]
 fn cached_decoding_equals_full_pass() {
-    let model = Model::load(&fixture("qwen2"), &inference_device()).unwrap();
-    let ids = model.tokenizer.encode("缓存 cache test 123", true).unwrap();
+    // gemma3: 3 of the sliding layers' 8-token windows pass while decoding
+    for arch in ["qwen2", "gemma3"] {
+        check_cached_decoding(arch);
+    }
+}
+
+fn check_cached_decoding(arch: &str) {
+    let model = Model::load(&fixture(arch), &inference_device()).unwrap();
+    let ids = model.tokenizer.encode("缓存 cache test 123: the window slides past these tokens.", true).unwrap();
+    assert!(ids.len() > 12);
     let full = model.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
     let v = model.config.vocab_size;
     let mut cache = model.new_cache();
@@ -89,7 +104,7 @@ fn cached_decoding_equals_full_pass() {
         last = model.next_logits(&[t], &mut cache).unwrap();
         let want = &full[i * v..(i + 1) * v];
         let diff = last.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(diff < 1e-4, "position {i}: cached vs full diff {diff:e}");
+        assert!(diff < 1e-4, "{arch} position {i}: cached vs full diff {diff:e}");
     }
     assert_eq!(last.len(), v);
 }

@@ -9,14 +9,14 @@ use deepfeed_model::{Architecture, ChatMessage, Model};
 
 #[test]
 fn every_architecture_generates() {
-    for arch in [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3] {
+    for arch in [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Gemma3] {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("m");
-        let spec = TinySpec { tie_word_embeddings: arch == Architecture::Qwen3, ..TinySpec::tiny(arch) };
+        let spec = TinySpec { tie_word_embeddings: matches!(arch, Architecture::Qwen3 | Architecture::Gemma3), ..TinySpec::tiny(arch) };
         write_tiny_model(&spec, &dir).unwrap();
         let model = Model::load(&dir, &inference_device()).unwrap();
         assert_eq!(model.config.architecture, arch);
-        assert_eq!(model.network.lm_head.is_none(), arch == Architecture::Qwen3);
+        assert_eq!(model.network.lm_head().is_none(), matches!(arch, Architecture::Qwen3 | Architecture::Gemma3));
         let prompt = model.tokenizer.apply_chat_template(&[ChatMessage::new("user", "你好")], true).unwrap();
         let ids = model.tokenizer.encode(&prompt, false).unwrap();
         let mut streamed = String::new();

@@ -8,7 +8,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use deepfeed_model::arch::llama::{LlamaForCausalLm, ParamMut};
+use deepfeed_model::arch::{Network, ParamMut};
 use deepfeed_model::backend::{inference_device, training_device};
 use deepfeed_model::layers::Rotary;
 use deepfeed_model::peft::{set_param_values, AdapterConfig};
@@ -133,7 +133,7 @@ fn set_lora_dropout(model: &mut Model, seed: Option<u64>) {
 
 /// Sum of the NLL of the trained tokens of `batch` (right-padded), and how many there are.
 /// `network` runs on `device` (autodiff for training, plain for validation).
-pub fn batch_loss(network: &LlamaForCausalLm, rotary: &Rotary, batch: &[&Sample], pad: u32, device: &Device) -> (Tensor<1>, usize) {
+pub fn batch_loss(network: &Network, rotary: &Rotary, batch: &[&Sample], pad: u32, device: &Device) -> (Tensor<1>, usize) {
     let b = batch.len();
     let s = batch.iter().map(|x| x.ids.len()).max().unwrap_or(1);
     let mut ids = Vec::with_capacity(b * s);

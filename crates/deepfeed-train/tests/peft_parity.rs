@@ -250,7 +250,7 @@ fn prefix_tuning_logits_and_gradients_match_peft() {
     assert_eq!(train_only_adapter(&mut model), ["prompt_embeddings"]);
     let loss = reference_batch_loss(&model, &r, &device, prefix_reference("loss")[0], "PEFT");
     let grads = loss.backward();
-    let g = to_vec(model.network.prefix.as_ref().unwrap().prompt_embeddings.val().grad(&grads).unwrap());
+    let g = to_vec(model.network.prefix().unwrap().prompt_embeddings.val().grad(&grads).unwrap());
     let e = rel_err(&g, &prefix_reference("grad.prompt_embeddings"));
     assert!(e < 1e-4, "prompt_embeddings gradient rel. error {e:e}");
 }

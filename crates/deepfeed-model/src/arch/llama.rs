@@ -18,10 +18,10 @@ use crate::weights::{WeightDType, WeightFiles};
 /// Keys and values of the tokens seen so far, per layer: [b, nkv, t, d] each.
 #[derive(Debug, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
-    len: usize,
+    pub(crate) layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    pub(crate) len: usize,
     /// Leading positions that hold prefix-tuning keys/values.
-    prefix_len: usize,
+    pub(crate) prefix_len: usize,
 }
 
 impl KvCache {
@@ -329,7 +329,7 @@ fn split_layer<'a>(p: &str, layer: &'a mut LlamaDecoderLayer) -> ([(String, &'a 
     (linears, norms)
 }
 
-fn push_linear<'a>(out: &mut Vec<(String, ParamMut<'a>)>, name: &str, l: &'a mut Linear) {
+pub(crate) fn push_linear<'a>(out: &mut Vec<(String, ParamMut<'a>)>, name: &str, l: &'a mut Linear) {
     out.push((format!("{name}.weight"), ParamMut::Matrix(&mut l.weight)));
     if let Some(b) = &mut l.bias {
         out.push((format!("{name}.bias"), ParamMut::Vector(b)));
