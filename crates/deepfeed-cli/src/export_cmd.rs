@@ -119,13 +119,12 @@ fn run_ollama(a: OllamaArgs) -> Result<()> {
         bail!("{}: not found; expected a model directory or a .gguf file", a.model.display());
     }
     // chat template and EOS from the source, checked before anything is written
-    let (jinja, eos) = if model_is_gguf {
+    let (jinja, eos, arch) = if model_is_gguf {
         let f = GgufFile::open(&a.model)?;
         let eos = f.get_u32("tokenizer.ggml.eos_token_id").and_then(|id| f.get_str_array("tokenizer.ggml.tokens")?.get(id as usize).cloned());
-        (f.get_str("tokenizer.chat_template").map(String::from), eos)
+        (f.get_str("tokenizer.chat_template").map(String::from), eos, f.architecture().map(String::from))
     } else {
-        let jinja = hf_chat_template(&a.model)?;
-        (jinja, None)
+        (hf_chat_template(&a.model)?, None, None)
     };
     let from = if model_is_gguf {
         std::fs::canonicalize(&a.model).with_context(|| a.model.display().to_string())?.display().to_string()
@@ -138,6 +137,7 @@ fn run_ollama(a: OllamaArgs) -> Result<()> {
         jinja_template: jinja,
         go_template,
         extra_stops: eos.into_iter().collect(),
+        architecture: arch,
     };
     // the Modelfile first: an unknown template fails before minutes of export
     let (_, family) = modelfile(&spec)?;

@@ -70,6 +70,12 @@ fn unknown_templates_are_an_error_unless_a_go_template_is_given() {
     assert!(!text.contains("PARAMETER stop"));
     let e = modelfile(&ModelfileSpec { from: "m.gguf".into(), ..Default::default() }).unwrap_err().to_string();
     assert!(e.contains("no chat template"), "{e}");
+    let e = modelfile(&ModelfileSpec { from: "m.gguf".into(), architecture: Some("llama".into()), ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("no chat template"), "{e}");
+    // no template at all (e.g. some Gemma 3 GGUFs): the family follows general.architecture
+    let (text, family) = modelfile(&ModelfileSpec { from: "m.gguf".into(), architecture: Some("gemma3".into()), ..Default::default() }).unwrap();
+    assert_eq!(family, Some(ChatFamily::Gemma));
+    assert!(text.contains("<start_of_turn>model") && text.contains("PARAMETER stop \"<end_of_turn>\""), "{text}");
     let e = modelfile(&ModelfileSpec { from: "m.gguf".into(), go_template: Some("a\"\"\"b".into()), ..Default::default() }).unwrap_err().to_string();
     assert!(e.contains("\"\"\""), "{e}");
 }

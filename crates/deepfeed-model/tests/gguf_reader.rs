@@ -233,3 +233,53 @@ fn bad_metadata_values_are_refused() {
     let e = parse(bad_key).unwrap_err();
     assert!(e.contains("not valid UTF-8"), "{e}");
 }
+
+/// A stable-Rust complement to the cargo-fuzz target (fuzz/): 3000 seeded random mutations of
+/// the fixture (byte changes, mostly in the header, and truncations) must each parse or give an
+/// error, and whatever parses must be readable end to end.
+#[test]
+fn random_mutations_never_panic() {
+    let original = fixture_bytes();
+    let header_len = parse(original.clone()).unwrap().data_offset as usize;
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let (mut parsed, mut refused) = (0, 0);
+    for _ in 0..3000 {
+        let mut b = original.clone();
+        for _ in 0..1 + next() % 4 {
+            let whole = next() % 4 == 0;
+            let at = (next() as usize) % if whole { b.len() } else { header_len };
+            b[at] = match next() % 3 {
+                0 => next() as u8,
+                1 => 0xFF,
+                _ => b[at] ^ (1 << (next() % 8)),
+            };
+        }
+        if next() % 8 == 0 {
+            let cut = (next() as usize) % b.len();
+            b.truncate(cut);
+        }
+        match GgufFile::from_bytes(b, "mutated.gguf") {
+            Err(_) => refused += 1,
+            Ok(f) => {
+                parsed += 1;
+                for (k, v) in &f.metadata {
+                    let _ = (f.get_u32(k), f.get_str(k), f.get_str_array(k), v.describe());
+                }
+                for t in &f.tensors {
+                    let bytes = f.tensor_bytes(t).unwrap();
+                    if dequant::is_supported(t.ggml_type) && t.n_elements() <= 1 << 20 {
+                        let mut out = vec![0f32; t.n_elements() as usize];
+                        dequant::dequantize(t.ggml_type, bytes, out.len(), &mut out).unwrap();
+                    }
+                }
+            }
+        }
+    }
+    assert!(parsed > 100 && refused > 100, "parsed {parsed}, refused {refused}");
+}

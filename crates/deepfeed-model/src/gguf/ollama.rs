@@ -43,6 +43,16 @@ impl ChatFamily {
         None
     }
 
+    /// The family for a model without a chat template, from its GGUF `general.architecture`
+    /// (as Ollama's library does): gemma* → Gemma, qwen2/qwen3 → ChatML.
+    pub fn from_architecture(arch: &str) -> Option<ChatFamily> {
+        match arch {
+            "gemma" | "gemma2" | "gemma3" => Some(ChatFamily::Gemma),
+            "qwen2" | "qwen3" => Some(ChatFamily::ChatMl),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ChatFamily::DeepSeekR1 { .. } => "DeepSeek R1/V3",
@@ -146,6 +156,8 @@ pub struct ModelfileSpec {
     pub go_template: Option<String>,
     /// Extra stop strings (e.g. the EOS token), added after the family's.
     pub extra_stops: Vec<String>,
+    /// GGUF `general.architecture`: picks the family when there is no chat template at all.
+    pub architecture: Option<String>,
 }
 
 /// The Modelfile text, and the family recognised (None when `go_template` was given).
@@ -163,11 +175,14 @@ pub fn modelfile(spec: &ModelfileSpec) -> crate::Result<(String, Option<ChatFami
             })?;
             (family.go_template(), Some(family))
         }
-        (None, None) => {
-            return Err(crate::ModelError::Template(
-                "the model has no chat template to convert; pass an Ollama Go template with --template FILE".into(),
-            ))
-        }
+        (None, None) => match spec.architecture.as_deref().and_then(ChatFamily::from_architecture) {
+            Some(family) => (family.go_template(), Some(family)),
+            None => {
+                return Err(crate::ModelError::Template(
+                    "the model has no chat template to convert; pass an Ollama Go template with --template FILE".into(),
+                ))
+            }
+        },
     };
     if template.contains("\"\"\"") {
         return Err(crate::ModelError::Template("the template contains \"\"\", which a Modelfile TEMPLATE cannot hold".into()));
