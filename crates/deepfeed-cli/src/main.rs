@@ -1,6 +1,8 @@
 //! The `deepfeed` command line: parses arguments and calls the crates.
 mod bench;
 mod data_cmd;
+mod review_cmd;
+mod synth_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -35,8 +37,12 @@ enum Command {
     Ingest(data_cmd::IngestArgs),
     /// Convert TSV/CSV/Alpaca/ShareGPT/OpenAI/preference/text data to the project JSONL
     Convert(data_cmd::ConvertArgs),
-    /// Normalise text, mask personal data and drop exact duplicates in a project JSONL file
+    /// Clean a project JSONL file with an ordered pipeline: normalise, convert, filter by language and quality, mask personal data, deduplicate
     Clean(data_cmd::CleanArgs),
+    /// Review queue (SQLite): add samples, accept / edit / reject them from the terminal, export the accepted
+    Review(review_cmd::ReviewArgs),
+    /// Question/answer pairs from document chunks, written by a local model or an OpenAI-compatible endpoint
+    Synth(synth_cmd::SynthArgs),
     /// What a dataset holds: shapes, lengths (+ PNG histogram), languages, sources, PII, duplicates
     Stats(data_cmd::StatsArgs),
     /// Check a project JSONL file; invalid lines are quarantined with their reasons
@@ -325,6 +331,8 @@ fn main() {
         Command::Validate(a) => data_cmd::run_validate(a),
         Command::Clean(a) => data_cmd::run_clean(a),
         Command::Stats(a) => data_cmd::run_stats(a),
+        Command::Review(a) => review_cmd::run(a),
+        Command::Synth(a) => synth_cmd::run(a),
         Command::Train(a) => train_cmd::run_train(a),
         Command::Estimate(a) => train_cmd::run_train(a.dry_run()),
         Command::Merge(a) => train_cmd::run_merge(a),
