@@ -138,7 +138,8 @@ fn show(s: &Sample, out: &mut dyn Write) -> Result<()> {
 fn edit_in_editor(id: i64, draft: &str) -> Result<String> {
     let path = std::env::temp_dir().join(format!("deepfeed-review-{}-{id}.json", std::process::id()));
     std::fs::write(&path, draft)?;
-    let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
+    let set = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let editor = set("VISUAL").or_else(|| set("EDITOR")).unwrap_or_else(|| "vi".into());
     // through the shell, so that EDITOR may carry arguments ("code --wait")
     let status = std::process::Command::new("sh").arg("-c").arg(format!("{editor} \"$1\"")).arg("sh").arg(&path).status();
     let text = std::fs::read_to_string(&path);
