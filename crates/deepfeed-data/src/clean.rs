@@ -223,7 +223,13 @@ pub fn detect_language(text: &str) -> String {
     if han > 0 && han * 3 >= latin {
         return "zh".into();
     }
-    whatlang::detect(sample).map_or_else(|| "und".to_string(), |i| language_code(i.lang()).to_string())
+    match whatlang::detect(sample) {
+        // short English is often taken for Indonesian or Latin with low confidence: unreliable
+        // guesses on plain ASCII letters are taken for English
+        Some(i) if !i.is_reliable() && latin > 0 && sample.is_ascii() => "en".into(),
+        Some(i) => language_code(i.lang()).to_string(),
+        None => "und".into(),
+    }
 }
 
 /// Why `text` fails the quality rules, or None when it passes.
@@ -641,6 +647,7 @@ mod tests {
         assert_eq!(detect_language("The quick brown fox jumps over the lazy dog while the children watch."), "en");
         assert_eq!(detect_language("これは日本語の文章です。"), "ja");
         assert_eq!(detect_language("Le chat est sur la table et il dort tranquillement depuis ce matin."), "fr");
+        assert_eq!(detect_language("How do I back up the database?\nAsk Mr. John Smith at 138-1234-5678."), "en");
         assert_eq!(detect_language("12345"), "und");
     }
 
