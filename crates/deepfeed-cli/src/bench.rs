@@ -51,6 +51,10 @@ pub enum BenchCommand {
         python: String,
         #[arg(long)]
         no_peer: bool,
+        /// Also look for addresses and names in context (the Python peer does not: off by default
+        /// so that both do the same work)
+        #[arg(long)]
+        address_name: bool,
     },
 }
 
@@ -89,7 +93,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             forward(model, prompt_len, gen_tokens.max(2), runs.max(1), (!no_peer).then_some(python))
         }
         BenchCommand::Train(b) => train_bench(b),
-        BenchCommand::Clean { mb, peer_mb, python, no_peer } => clean_bench(mb, peer_mb, (!no_peer).then_some(python)),
+        BenchCommand::Clean { mb, peer_mb, python, no_peer, address_name } => clean_bench(mb, peer_mb, (!no_peer).then_some(python), address_name),
     }
 }
 
@@ -146,20 +150,28 @@ fn synthetic_records(bytes: usize) -> String {
     out
 }
 
-fn clean_bench(mb: usize, peer_mb: usize, python: Option<String>) -> Result<()> {
-    use deepfeed_data::clean::{clean_file, CleanOptions};
+fn clean_bench(mb: usize, peer_mb: usize, python: Option<String>, address_name: bool) -> Result<()> {
+    use deepfeed_data::clean::{clean_file, CleanOptions, Step};
     let scratch = std::env::temp_dir().join(format!("deepfeed-bench-clean-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let data = synthetic_records(mb << 20);
     let input = scratch.join("in.jsonl");
     std::fs::write(&input, &data)?;
+    // the default pipeline; without --address-name, the PII types the Python peer has
+    let mut opts = CleanOptions::default();
+    for s in opts.steps.iter_mut() {
+        if let (Step::Pii(p), false) = (s, address_name) {
+            p.disable = vec!["ADDRESS".into(), "NAME".into()];
+        }
+    }
     let t = Instant::now();
-    let r = clean_file(&input, &scratch.join("out.jsonl"), CleanOptions::default())?;
+    let r = clean_file(&input, &scratch.join("out.jsonl"), opts)?;
     let secs = t.elapsed().as_secs_f64();
     let ours = data.len() as f64 / secs / 1e6;
     println!(
-        "deepfeed bench clean: {:.0} MB of mixed Chinese/English records; NFKC, control/whitespace, PII masking, exact + near-duplicate (MinHash 128, LSH 16x8, 0.8) removal; 1 core",
-        data.len() as f64 / 1e6
+        "deepfeed bench clean: {:.0} MB of mixed Chinese/English records; NFKC, control/whitespace, PII masking ({}), exact + near-duplicate (MinHash 128, LSH 16x8, 0.8) removal; 1 core",
+        data.len() as f64 / 1e6,
+        if address_name { "structured types + ADDRESS + NAME" } else { "ID_CARD, BANK_CARD, PHONE, IP, EMAIL, as the peer" }
     );
     println!("{:<22} {:>10} {:>12} {:>12}", "engine", "MB", "MB/s/core", "records out");
     println!("{:<22} {:>10.0} {:>12.1} {:>12}", "deepfeed", data.len() as f64 / 1e6, ours, r.written);

@@ -100,6 +100,19 @@ pub struct CleanArgs {
     /// Output JSONL; lines that are not valid records are listed in OUT.rejected.jsonl
     #[arg(long)]
     out: PathBuf,
+    /// The pipeline as a YAML file (ordered steps, see examples/clean.yaml); the flags below
+    /// switch its steps off or add to them
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Write every dropped record here, with the step and the reason that dropped it
+    #[arg(long)]
+    dropped: Option<PathBuf>,
+    /// Keep only records in these languages (e.g. zh,en); the detected language goes to metadata.language
+    #[arg(long, value_delimiter = ',')]
+    languages: Vec<String>,
+    /// Simplified/traditional conversion: s2t, t2s, s2tw, tw2s, s2twp, tw2sp, s2hk, hk2s, t2tw, tw2t, t2hk, hk2t
+    #[arg(long)]
+    chinese: Option<String>,
     /// Keep the text as is instead of Unicode NFKC (which also makes full-width characters half-width)
     #[arg(long)]
     no_nfkc: bool,
@@ -115,58 +128,100 @@ pub struct CleanArgs {
     /// Number the placeholders per distinct value (<PHONE_1>, <PHONE_2>) within each record
     #[arg(long)]
     consistent_pii: bool,
+    /// Replace personal data by consistent fakes of the same format (a name by a name, a phone
+    /// number by a valid-looking one) instead of placeholders
+    #[arg(long)]
+    pseudonyms: bool,
     /// A file of names or terms to mask as <NAME>, one per line
     #[arg(long)]
     pii_terms: Option<PathBuf>,
     /// Extra pattern to mask, as TYPE=REGEX (repeatable), e.g. EMPLOYEE_ID=EMP-\d{6}
     #[arg(long)]
     pii_pattern: Vec<String>,
+    /// Built-in PII type not to mask (repeatable): ID_CARD, BANK_CARD, PHONE, IP, EMAIL, ADDRESS, NAME
+    #[arg(long)]
+    pii_disable: Vec<String>,
     /// Keep exact duplicates
     #[arg(long)]
     no_dedup: bool,
     /// Jaccard similarity from which two records are near-duplicates (MinHash + LSH)
-    #[arg(long, default_value_t = 0.8)]
-    near_dup: f64,
+    #[arg(long)]
+    near_dup: Option<f64>,
     /// Keep near-duplicates
     #[arg(long)]
     no_near_dup: bool,
     /// Earlier dataset(s) in the project format: records like theirs are dropped (repeatable)
     #[arg(long)]
     against: Vec<PathBuf>,
+    /// No progress display
+    #[arg(long)]
+    quiet: bool,
     #[arg(long)]
     json: bool,
 }
 
+/// The pipeline: the config file's steps (or the default ones) with the flags applied.
+fn clean_steps(a: &CleanArgs) -> Result<Vec<deepfeed_data::clean::Step>> {
+    use deepfeed_data::clean::{CleanConfig, LanguageStep, Step};
+    let mut steps = match &a.config {
+        Some(p) => CleanConfig::from_file(p)?.steps,
+        None => CleanConfig::default_steps(),
+    };
+    let off = [("nfkc", a.no_nfkc), ("control", a.no_control), ("whitespace", a.no_whitespace), ("pii", a.no_pii), ("dedup", a.no_dedup), ("near_dup", a.no_near_dup)];
+    steps.retain(|s| !off.iter().any(|(name, no)| *no && s.name() == *name));
+    // new filter steps go before de-identification and deduplication
+    let insert_at = |steps: &Vec<Step>| steps.iter().position(|s| matches!(s.name(), "pii" | "dedup" | "near_dup")).unwrap_or(steps.len());
+    if let Some(mode) = &a.chinese {
+        steps.retain(|s| s.name() != "chinese");
+        let at = insert_at(&steps);
+        steps.insert(at, Step::Chinese(mode.clone()));
+    }
+    if !a.languages.is_empty() {
+        match steps.iter_mut().find_map(|s| if let Step::Language(l) = s { Some(l) } else { None }) {
+            Some(l) => l.keep = a.languages.clone(),
+            None => {
+                let at = insert_at(&steps);
+                steps.insert(at, Step::Language(LanguageStep { keep: a.languages.clone() }));
+            }
+        }
+    }
+    for s in steps.iter_mut() {
+        match s {
+            Step::Pii(p) => {
+                p.consistent |= a.consistent_pii;
+                p.pseudonyms |= a.pseudonyms;
+                if let Some(f) = &a.pii_terms {
+                    p.terms.extend(std::fs::read_to_string(f).map_err(|e| anyhow!("{}: {e}", f.display()))?.lines().map(String::from));
+                }
+                for pat in &a.pii_pattern {
+                    let (k, v) = pat.split_once('=').ok_or_else(|| anyhow!("--pii-pattern {pat:?}: expected TYPE=REGEX"))?;
+                    p.patterns.insert(k.to_string(), v.to_string());
+                }
+                p.disable.extend(a.pii_disable.iter().cloned());
+            }
+            Step::NearDup(n) => {
+                if let Some(t) = a.near_dup {
+                    if !(t > 0.0 && t <= 1.0) {
+                        bail!("--near-dup {t}: expected a similarity in (0, 1]");
+                    }
+                    n.threshold = t;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(steps)
+}
+
 pub fn run_clean(a: CleanArgs) -> Result<()> {
     use deepfeed_data::clean::{clean_file, CleanOptions};
-    use deepfeed_data::pii::PiiOptions;
     crate::refuse_existing(&a.out)?;
-    let pii = if a.no_pii {
-        None
-    } else {
-        let terms = match &a.pii_terms {
-            Some(p) => std::fs::read_to_string(p).map_err(|e| anyhow!("{}: {e}", p.display()))?.lines().map(String::from).collect(),
-            None => vec![],
-        };
-        let patterns = a
-            .pii_pattern
-            .iter()
-            .map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| anyhow!("--pii-pattern {p:?}: expected TYPE=REGEX")))
-            .collect::<Result<Vec<_>>>()?;
-        Some(PiiOptions { consistent: a.consistent_pii, patterns, terms })
-    };
-    if !(a.near_dup > 0.0 && a.near_dup <= 1.0) {
-        bail!("--near-dup {}: expected a similarity in (0, 1]", a.near_dup);
+    if let Some(d) = &a.dropped {
+        crate::refuse_existing(d)?;
     }
-    let opts = CleanOptions {
-        nfkc: !a.no_nfkc,
-        strip_control: !a.no_control,
-        normalize_whitespace: !a.no_whitespace,
-        pii,
-        dedup_exact: !a.no_dedup,
-        near_dup: (!a.no_near_dup).then_some(a.near_dup),
-        against: a.against,
-    };
+    let steps = clean_steps(&a)?;
+    let names: Vec<&str> = steps.iter().map(|s| s.name()).collect();
+    let opts = CleanOptions { steps, against: a.against.clone(), dropped: a.dropped.clone(), progress: !a.quiet && !a.json };
     let r = clean_file(&a.input, &a.out, opts)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -186,7 +241,18 @@ pub fn run_clean(a: CleanArgs) -> Result<()> {
         r.invalid,
         if r.against_records > 0 { format!(" ({} records of earlier datasets compared)", r.against_records) } else { String::new() }
     );
+    println!("steps: {}", names.join(" -> "));
+    for s in &r.steps {
+        let reasons: Vec<String> = s.reasons.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        println!("  {:<11} {:>8} changed {:>8} dropped{}", s.step, s.changed, s.dropped, if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join("; ")) });
+    }
+    if !r.languages.is_empty() {
+        println!("languages kept: {}", r.languages.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    }
     println!("personal data masked: {}", if pii.is_empty() { "none".into() } else { pii.join(", ") });
+    if let Some(p) = &r.dropped_file {
+        println!("dropped records with the step and reason: {}", p.display());
+    }
     if let Some(p) = &r.rejected_file {
         println!("invalid lines (line numbers and reasons): {}", p.display());
     }

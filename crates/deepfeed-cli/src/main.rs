@@ -3,6 +3,8 @@ mod bench;
 mod data_cmd;
 mod eval_cmd;
 mod export_cmd;
+mod review_cmd;
+mod synth_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -37,8 +39,12 @@ enum Command {
     Ingest(data_cmd::IngestArgs),
     /// Convert TSV/CSV/Alpaca/ShareGPT/OpenAI/preference/text data to the project JSONL
     Convert(data_cmd::ConvertArgs),
-    /// Normalise text, mask personal data and drop exact duplicates in a project JSONL file
+    /// Clean a project JSONL file with an ordered pipeline: normalise, convert, filter by language and quality, mask personal data, deduplicate
     Clean(data_cmd::CleanArgs),
+    /// Review queue (SQLite): add samples, accept / edit / reject them from the terminal, export the accepted
+    Review(review_cmd::ReviewArgs),
+    /// Question/answer pairs from document chunks, written by a local model or an OpenAI-compatible endpoint
+    Synth(synth_cmd::SynthArgs),
     /// What a dataset holds: shapes, lengths (+ PNG histogram), languages, sources, PII, duplicates
     Stats(data_cmd::StatsArgs),
     /// Check a project JSONL file; invalid lines are quarantined with their reasons
@@ -341,6 +347,8 @@ fn main() {
         Command::Validate(a) => data_cmd::run_validate(a),
         Command::Clean(a) => data_cmd::run_clean(a),
         Command::Stats(a) => data_cmd::run_stats(a),
+        Command::Review(a) => review_cmd::run(a),
+        Command::Synth(a) => synth_cmd::run(a),
         Command::Train(a) => train_cmd::run_train(a),
         Command::Estimate(a) => train_cmd::run_train(a.dry_run()),
         Command::Merge(a) => train_cmd::run_merge(a),

@@ -28,7 +28,7 @@ impl Hasher for IdentityHasher {
 
 const NUM_PERM: usize = 128;
 
-fn is_cjk(c: char) -> bool {
+pub(crate) fn is_cjk(c: char) -> bool {
     matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x3040..=0x30FF | 0xAC00..=0xD7AF | 0x20000..=0x2A6DF)
 }
 
@@ -49,7 +49,7 @@ fn mix(mut z: u64) -> u64 {
 
 /// Hashes of the text's units (CJK characters, lower-cased alphanumeric runs), without
 /// allocating per word.
-fn units(text: &str) -> Vec<u64> {
+pub(crate) fn units(text: &str) -> Vec<u64> {
     const SEED: u64 = 0xcbf2_9ce4_8422_2325;
     let mut out = Vec::with_capacity(text.len() / 2);
     let mut word: Option<u64> = None;

@@ -145,6 +145,23 @@ impl Record {
         }
     }
 
+    /// Every text field, to change in place (cleaning).
+    pub fn texts_mut(&mut self) -> Vec<&mut String> {
+        match self {
+            Record::Pair { input, target, rejected, .. } => [Some(input), Some(target), rejected.as_mut()].into_iter().flatten().collect(),
+            Record::Chat { messages, .. } => messages.iter_mut().map(|m| &mut m.content).collect(),
+            Record::Text { text, .. } => vec![text],
+        }
+    }
+
+    /// The metadata object, created when the record has none.
+    pub fn metadata_mut(&mut self) -> &mut Map<String, Value> {
+        let m = match self {
+            Record::Pair { metadata, .. } | Record::Chat { metadata, .. } | Record::Text { metadata, .. } => metadata,
+        };
+        m.get_or_insert_with(Map::new)
+    }
+
     /// All the text of the record (for length checks).
     pub fn texts(&self) -> Vec<&str> {
         match self {

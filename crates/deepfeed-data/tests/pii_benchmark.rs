@@ -2,6 +2,8 @@
 //! tests/fixtures/pii_testset.jsonl (written by scripts/make_pii_testset.py): positives inside
 //! Chinese and English sentences and hard negatives (order numbers, timestamps, invalid checksums,
 //! version strings…). Targets: recall >= 0.98 and precision >= 0.95 for every structured type.
+//! Addresses and names in context are free text: their scores are printed and held above a lower
+//! floor (0.90) so that a regression shows; docs/data.md gives the numbers.
 use std::collections::BTreeMap;
 
 use deepfeed_data::pii::{Deidentifier, PiiCounts, PiiOptions};
@@ -11,6 +13,9 @@ use serde_json::Value;
 fn precision_and_recall_meet_the_targets() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pii_testset.jsonl");
     let d = Deidentifier::new(&PiiOptions::default()).unwrap();
+    for kind in ["ADDRESS", "NAME"] {
+        assert!(std::fs::read_to_string(&path).unwrap().contains(&format!("\"type\": \"{kind}\"")), "the test set has {kind} positives");
+    }
     // per type: (true positives, false positives, false negatives)
     let mut score: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
     let mut positives = 0;
@@ -46,10 +51,11 @@ fn precision_and_recall_meet_the_targets() {
         let precision = *tp as f64 / (tp + fp).max(1) as f64;
         let recall = *tp as f64 / (tp + fneg).max(1) as f64;
         report.push_str(&format!("{kind:<10} precision {precision:.3} recall {recall:.3} ({tp} tp, {fp} fp, {fneg} fn)\n"));
-        ok &= precision >= 0.95 && recall >= 0.98;
+        ok &= if ["ADDRESS", "NAME"].contains(&kind.as_str()) { precision >= 0.90 && recall >= 0.90 } else { precision >= 0.95 && recall >= 0.98 };
     }
     eprintln!("{report}");
-    assert!(ok, "{report}\n{}", misses.join("\n"));
+    eprintln!("{}", misses.join("\n"));
+    assert!(ok, "{report}");
 }
 
 #[test]
