@@ -1,6 +1,7 @@
 //! The `deepfeed` command line: parses arguments and calls the crates.
 mod bench;
 mod data_cmd;
+mod ingest_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -31,8 +32,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Perplexity of a text or JSONL file under a model
     Perplexity(PerplexityArgs),
-    /// Documents (.txt, .md, .csv, .tsv; legacy encodings detected) to chunked text records with provenance
-    Ingest(data_cmd::IngestArgs),
+    /// Documents (txt/md/html/pdf/docx/csv/xlsx/json, images by OCR), chat-log exports and crawled pages to records with provenance
+    Ingest(ingest_cmd::IngestArgs),
     /// Convert TSV/CSV/Alpaca/ShareGPT/OpenAI/preference/text data to the project JSONL
     Convert(data_cmd::ConvertArgs),
     /// Normalise text, mask personal data and drop exact duplicates in a project JSONL file
@@ -320,7 +321,7 @@ fn main() {
         Command::Chat(a) => run_chat(a),
         Command::Generate(a) => run_generate(a),
         Command::Perplexity(a) => run_perplexity(a),
-        Command::Ingest(a) => data_cmd::run_ingest(a),
+        Command::Ingest(a) => ingest_cmd::run_ingest(a),
         Command::Convert(a) => data_cmd::run_convert(a),
         Command::Validate(a) => data_cmd::run_validate(a),
         Command::Clean(a) => data_cmd::run_clean(a),
