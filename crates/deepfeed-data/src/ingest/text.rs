@@ -2,7 +2,7 @@
 //! so a 10 GB file or a 50 MB line needs a few MiB of memory, not the whole file.
 //!
 //! Encoding: a BOM decides (UTF-8, UTF-16LE/BE); else the first 64 KiB are sniffed: valid UTF-8,
-//! or UTF-8 with rare invalid bytes (at most 1 in 200: replaced by U+FFFD and noted), else
+//! or UTF-8 with rare invalid bytes (at most 1 bad sequence per 100 bytes: replaced by U+FFFD and noted), else
 //! chardetng's guess (GBK/GB18030, Big5, Shift_JIS, windows-1252…), decoded with encoding_rs.
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -31,7 +31,7 @@ pub fn sniff(head: &[u8], complete: bool) -> (&'static Encoding, usize) {
             invalid += 1;
         }
     }
-    if invalid == 0 || invalid * 200 <= head.len() && head.len() >= 200 {
+    if invalid == 0 || invalid * 100 <= head.len() && head.len() >= 100 {
         return (encoding_rs::UTF_8, 0);
     }
     let mut det = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
@@ -120,7 +120,7 @@ pub fn floor_boundary(text: &str, mut i: usize) -> usize {
 /// last line end or sentence end in its second half, else at a character boundary.
 fn window_cut(text: &str, want: usize) -> usize {
     let want = floor_boundary(text, want);
-    let half = want / 2;
+    let half = floor_boundary(text, want / 2);
     let w = &text[..want];
     if let Some(i) = w[half..].rfind("\n\n") {
         return half + i + 2;
