@@ -58,7 +58,7 @@ pub struct ValidateArgs {
     json: bool,
 }
 
-struct Counter(TextTokenizer);
+pub(crate) struct Counter(pub(crate) TextTokenizer);
 
 impl TokenCounter for Counter {
     fn count(&self, text: &str) -> usize {
@@ -305,32 +305,5 @@ pub fn run_stats(a: StatsArgs) -> Result<()> {
     if let Some(p) = &s.histogram_png {
         println!("histogram: {}", p.display());
     }
-    Ok(())
-}
-
-#[derive(Args)]
-pub struct IngestArgs {
-    /// Files or folders (searched recursively) of documents
-    #[arg(required = true)]
-    sources: Vec<PathBuf>,
-    /// Output JSONL of text records with provenance
-    #[arg(long)]
-    out: PathBuf,
-    /// Target chunk length in characters
-    #[arg(long, default_value_t = 1500)]
-    chunk_chars: usize,
-    /// Characters of whole paragraphs repeated from the previous chunk
-    #[arg(long, default_value_t = 200)]
-    overlap_chars: usize,
-}
-
-pub fn run_ingest(a: IngestArgs) -> Result<()> {
-    use deepfeed_data::ingest::{ingest, IngestOptions};
-    crate::refuse_existing(&a.out)?;
-    let r = ingest(&a.sources, &a.out, &IngestOptions { chunk_chars: a.chunk_chars, overlap_chars: a.overlap_chars })?;
-    for e in &r.errors {
-        eprintln!("skipped {e}");
-    }
-    println!("ingested {} file(s) into {} records in {}; {} file(s) skipped", r.files, r.records, a.out.display(), r.errors.len());
     Ok(())
 }

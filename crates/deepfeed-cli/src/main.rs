@@ -5,6 +5,7 @@ mod eval_cmd;
 mod export_cmd;
 mod review_cmd;
 mod synth_cmd;
+mod ingest_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -35,8 +36,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Perplexity of a text or JSONL file under a model
     Perplexity(PerplexityArgs),
-    /// Documents (.txt, .md, .csv, .tsv; legacy encodings detected) to chunked text records with provenance
-    Ingest(data_cmd::IngestArgs),
+    /// Documents (txt/md/html/pdf/docx/csv/xlsx/json, images by OCR), chat-log exports and crawled pages to records with provenance
+    Ingest(ingest_cmd::IngestArgs),
     /// Convert TSV/CSV/Alpaca/ShareGPT/OpenAI/preference/text data to the project JSONL
     Convert(data_cmd::ConvertArgs),
     /// Clean a project JSONL file with an ordered pipeline: normalise, convert, filter by language and quality, mask personal data, deduplicate
@@ -342,7 +343,7 @@ fn main() {
         Command::Chat(a) => run_chat(a),
         Command::Generate(a) => run_generate(a),
         Command::Perplexity(a) => run_perplexity(a),
-        Command::Ingest(a) => data_cmd::run_ingest(a),
+        Command::Ingest(a) => ingest_cmd::run_ingest(a),
         Command::Convert(a) => data_cmd::run_convert(a),
         Command::Validate(a) => data_cmd::run_validate(a),
         Command::Clean(a) => data_cmd::run_clean(a),
