@@ -1,6 +1,7 @@
 //! The `deepfeed` command line: parses arguments and calls the crates.
 mod bench;
 mod data_cmd;
+mod serve_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -47,6 +48,13 @@ enum Command {
     Estimate(train_cmd::TrainArgs),
     /// Fold a LoRA adapter into its base model and save the result in Hugging Face layout
     Merge(train_cmd::MergeArgs),
+    /// OpenAI-compatible HTTP server with LoRA adapters, feedback capture and Prometheus metrics
+    Serve(serve_cmd::ServeArgs),
+    /// Collected feedback to the next phase's training data
+    Feedback {
+        #[command(subcommand)]
+        what: serve_cmd::FeedbackCommand,
+    },
     /// Benchmarks (speed, with a peer on the same machine when available)
     Bench {
         #[command(subcommand)]
@@ -329,6 +337,8 @@ fn main() {
         Command::Estimate(a) => train_cmd::run_train(a.dry_run()),
         Command::Merge(a) => train_cmd::run_merge(a),
         Command::Bench { what } => bench::run(what),
+        Command::Serve(a) => serve_cmd::run_serve(a),
+        Command::Feedback { what } => serve_cmd::run_feedback(what),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
