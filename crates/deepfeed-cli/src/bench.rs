@@ -38,6 +38,8 @@ pub enum BenchCommand {
     },
     /// LoRA training tokens/s and peak memory, deepfeed vs PyTorch + PEFT on the same model
     Train(TrainBench),
+    /// Load test of an OpenAI-compatible server: throughput, TTFT and latency percentiles at 1, 4, 16 clients
+    Serve(crate::serve_cmd::BenchServeArgs),
     /// clean + de-identify + dedup throughput (MB/s per core) vs the same work in Python
     Clean {
         /// Megabytes of mixed Chinese/English text to clean
@@ -93,6 +95,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             forward(model, prompt_len, gen_tokens.max(2), runs.max(1), (!no_peer).then_some(python))
         }
         BenchCommand::Train(b) => train_bench(b),
+        BenchCommand::Serve(a) => crate::serve_cmd::run_bench_serve(a),
         BenchCommand::Clean { mb, peer_mb, python, no_peer, address_name } => clean_bench(mb, peer_mb, (!no_peer).then_some(python), address_name),
     }
 }

@@ -6,6 +6,7 @@ mod export_cmd;
 mod review_cmd;
 mod synth_cmd;
 mod ingest_cmd;
+mod serve_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -64,6 +65,13 @@ enum Command {
     Export {
         #[command(subcommand)]
         what: export_cmd::ExportCommand,
+    },
+    /// OpenAI-compatible HTTP server with LoRA adapters, feedback capture and Prometheus metrics
+    Serve(serve_cmd::ServeArgs),
+    /// Collected feedback to the next phase's training data
+    Feedback {
+        #[command(subcommand)]
+        what: serve_cmd::FeedbackCommand,
     },
     /// Benchmarks (speed, with a peer on the same machine when available)
     Bench {
@@ -360,6 +368,8 @@ fn main() {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),
         },
+        Command::Serve(a) => serve_cmd::run_serve(a),
+        Command::Feedback { what } => serve_cmd::run_feedback(what),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

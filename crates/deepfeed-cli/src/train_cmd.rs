@@ -108,6 +108,9 @@ pub struct TrainArgs {
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
+    /// Serve step, loss, lr, tokens/s, grad norm and ETA for Prometheus at http://ADDR/metrics
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn set(v: &mut Value, path: &str, x: Value) {
@@ -206,7 +209,15 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         }
         eprintln!("\ninterrupt: saving a checkpoint after the current step (Ctrl-C again to quit now)");
     })?;
-    let opts = RunOptions { resume: args.resume, stop_after: None, quiet: false, ignore_memory_check: args.ignore_memory_check };
+    let live = match args.metrics_addr {
+        Some(addr) => {
+            let (live, bound) = crate::serve_cmd::start_train_metrics(addr)?;
+            eprintln!("training metrics at http://{bound}/metrics");
+            Some(live)
+        }
+        None => None,
+    };
+    let opts = RunOptions { resume: args.resume, stop_after: None, quiet: false, ignore_memory_check: args.ignore_memory_check, live };
     let s = train(&cfg, &opts)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);

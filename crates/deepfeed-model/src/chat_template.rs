@@ -18,6 +18,7 @@ impl ChatMessage {
     }
 }
 
+#[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
 }

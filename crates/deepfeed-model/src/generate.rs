@@ -1,13 +1,11 @@
 //! Text generation with a KV cache: greedy or sampled (temperature, top-k, top-p), repetition
 //! penalty, stop on EOS or stop strings, streaming callback, seeded and reproducible.
-use std::time::Instant;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{ModelError, Result};
 use crate::model::Model;
-use crate::think::{prompt_opens_think, strip_think, ThinkFilter};
+use crate::sequence::Sequence;
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -146,105 +144,16 @@ pub fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
-/// Length of the longest tail of `text` that is a proper prefix of one of `stops`.
-fn held_back(text: &str, stops: &[String]) -> usize {
-    stops
-        .iter()
-        .flat_map(|s| (1..s.len()).filter(|&n| n <= text.len() && text.is_char_boundary(text.len() - n) && s.starts_with(&text[text.len() - n..])))
-        .max()
-        .unwrap_or(0)
-}
-
 /// Generates from `prompt_ids`, calling `on_text` with each new piece of visible text.
 pub fn generate(model: &Model, prompt_ids: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(&str)) -> Result<Generation> {
-    opts.validate()?;
-    if prompt_ids.is_empty() {
-        return Err(ModelError::Invalid("the prompt is empty: nothing to generate from".into()));
-    }
-    let max_pos = model.config.max_position_embeddings;
-    if prompt_ids.len() >= max_pos {
-        return Err(ModelError::Invalid(format!(
-            "the prompt has {} tokens, the model's context is {max_pos} (max_position_embeddings)",
-            prompt_ids.len()
-        )));
-    }
-    let prompt_text = model.tokenizer.decode(prompt_ids, false)?;
-    let mut think = opts.hide_think.then(|| ThinkFilter::new(prompt_opens_think(&prompt_text)));
-    let mut emit = |s: &str, on_text: &mut dyn FnMut(&str)| {
-        let visible = match think.as_mut() {
-            Some(f) => f.push(s),
-            None => s.to_string(),
-        };
-        if !visible.is_empty() {
-            on_text(&visible);
-        }
-    };
-
-    let mut sampler = Sampler::new(opts);
-    let mut cache = model.new_cache();
-    let mut history = prompt_ids.to_vec();
-    let mut generated: Vec<u32> = Vec::new();
-    let mut emitted = 0usize; // bytes of `text` already passed to on_text
-    let mut text = String::new();
-    let mut finish = FinishReason::Length;
-
-    let t0 = Instant::now();
-    let mut logits = model.next_logits(prompt_ids, &mut cache)?;
-    let prefill_secs = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let budget = opts.max_new_tokens.min(max_pos - prompt_ids.len());
-    for step in 0..budget {
-        let next = sampler.next(&mut logits, &history);
-        if opts.stop_on_eos && model.tokenizer.eos_ids.contains(&next) {
-            finish = FinishReason::Stop;
-            break;
-        }
-        generated.push(next);
-        history.push(next);
-        text = model.tokenizer.decode(&generated, true)?;
-        // an incomplete UTF-8 sequence decodes to U+FFFD: wait for the next token
-        if !text.ends_with('\u{FFFD}') {
-            if let Some(at) = opts.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                text.truncate(at);
-                if at > emitted {
-                    emit(&text[emitted..], on_text);
-                }
-                emitted = text.len();
-                finish = FinishReason::Stop;
-                break;
-            }
-            let safe = text.len() - held_back(&text, &opts.stop);
-            if safe > emitted {
-                emit(&text[emitted..safe], on_text);
-                emitted = safe;
-            }
-        }
-        if step + 1 < budget {
-            logits = model.next_logits(&[next], &mut cache)?;
+    let mut seq = Sequence::new(model, prompt_ids, opts)?;
+    while seq.finish_reason().is_none() {
+        let piece = seq.step(model)?;
+        if !piece.is_empty() {
+            on_text(&piece);
         }
     }
-    // generation ended inside a multi-byte character: drop the incomplete tail
-    while finish == FinishReason::Length && text.ends_with('\u{FFFD}') {
-        text.pop();
-    }
-    if emitted < text.len() {
-        emit(&text[emitted..], on_text);
-    }
-    if let Some(f) = think.as_mut() {
-        let rest = f.finish();
-        if !rest.is_empty() {
-            on_text(&rest);
-        }
-    }
-    let text = if opts.hide_think { strip_think(&text, prompt_opens_think(&prompt_text)) } else { text };
-    Ok(Generation {
-        text,
-        token_ids: generated,
-        prompt_tokens: prompt_ids.len(),
-        finish_reason: finish,
-        prefill_secs,
-        decode_secs: t1.elapsed().as_secs_f64(),
-    })
+    Ok(seq.into_generation())
 }
 
 #[cfg(test)]
@@ -282,11 +191,5 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(s.next(&mut [0.0, 10.0, 0.0], &[]), 1);
         }
-    }
-
-    #[test]
-    fn stop_prefix_is_held_back() {
-        assert_eq!(held_back("hello Us", &["User:".into()]), 2);
-        assert_eq!(held_back("hello", &["User:".into()]), 0);
     }
 }

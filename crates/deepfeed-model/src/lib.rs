@@ -1,5 +1,6 @@
 //! deepfeed-model: load Hugging Face model directories (Llama, Qwen2, Qwen3 families), run them on
 //! burn, generate text with the model's chat template and score text.
+pub mod adapters;
 pub mod arch;
 pub mod backend;
 pub mod chat_template;
@@ -14,6 +15,7 @@ pub mod peft;
 pub mod model;
 pub mod perplexity;
 pub mod prefix;
+pub mod sequence;
 pub mod think;
 pub mod tiny;
 pub mod tokenizer;
@@ -24,3 +26,4 @@ pub use config::{Architecture, ModelConfig};
 pub use error::{ModelError, Result};
 pub use generate::{generate, GenerateOptions, Generation};
 pub use model::Model;
+pub use sequence::Sequence;

@@ -11,6 +11,9 @@ use crate::layers::Rotary;
 use crate::tokenizer::TextTokenizer;
 use crate::weights::{WeightDType, WeightFiles};
 
+/// Cloning is cheap: burn tensors are reference-counted, so a clone shares every weight
+/// (see `adapters.rs`, which serves several adapters over one base this way).
+#[derive(Clone)]
 pub struct Model {
     pub dir: PathBuf,
     pub config: ModelConfig,

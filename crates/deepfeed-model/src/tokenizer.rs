@@ -8,6 +8,7 @@ use crate::chat_template::{ChatMessage, ChatTemplate};
 use crate::config::ModelConfig;
 use crate::error::{read_json, ModelError, Result};
 
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     path: PathBuf,

@@ -5,6 +5,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod estimate;
+pub mod live;
 pub mod optim;
 pub mod trainer;
 

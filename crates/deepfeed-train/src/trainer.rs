@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Train even when the memory estimate says the run will not fit.
     pub ignore_memory_check: bool,
+    /// Where to publish each step's numbers (for `--metrics-addr`).
+    pub live: Option<std::sync::Arc<crate::live::LiveMetrics>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -364,6 +366,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]").unwrap());
     bar.set_position(state.step as u64);
     let started = Instant::now();
+    let first_step = state.step;
     let mut tokens_done = 0usize;
     let mut last_loss = None;
     let mut outcome = Outcome::Finished;
@@ -469,6 +472,19 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             optimizer_ms: opt_s * 1e3,
             val_loss,
         })?;
+        if let Some(live) = &opts.live {
+            let per_step = started.elapsed().as_secs_f64() / (state.step - first_step) as f64;
+            live.update(crate::live::LiveSnapshot {
+                step: state.step,
+                total_steps,
+                loss: loss_sum,
+                learning_rate: lr,
+                tokens_per_second: tps,
+                grad_norm,
+                eta_seconds: per_step * (total_steps - state.step) as f64,
+                val_loss,
+            });
+        }
         bar.set_position(state.step as u64);
         let line = format!("loss {loss_sum:.4} lr {lr:.2e} {tps:.0} tok/s{}", val_loss.map_or(String::new(), |v| format!(" val {v:.4}")));
         if plain_log && (state.step % log_every == 0 || last_step) {

@@ -1,0 +1,71 @@
+//! A server on a tiny random llama with two LoRA adapters (`a`, `b`), for trying the API and
+//! for client checks without a real model:
+//!
+//!     cargo run --release -p deepfeed-serve --example tiny_server -- 8000
+//!     /root/venv-ref/bin/python scripts/openai_client_check.py http://127.0.0.1:8000/v1 tiny tiny:a
+//!
+//! With `bench` instead of a port it runs the load benchmark (1, 4, 16 clients) and exits.
+use std::path::Path;
+
+use deepfeed_model::backend::inference_device;
+use deepfeed_model::lora::LoraConfig;
+use deepfeed_model::peft::{set_param_values, AdapterConfig};
+use deepfeed_model::tiny::{write_tiny_model, TinySpec};
+use deepfeed_model::{Architecture, Model};
+use deepfeed_serve::loadgen::{run_load, table, LoadOptions};
+use deepfeed_serve::ServeConfig;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn make_adapter(base: &Path, out: &Path, seed: u64) {
+    let mut m = Model::load(base, &inference_device()).unwrap();
+    let cfg = LoraConfig { r: 4, lora_alpha: 8.0, target_modules: vec!["all-linear".into()], ..Default::default() };
+    m.add_lora(&cfg, seed).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    for (name, mut p) in m.network.params_mut() {
+        if name.contains("lora_B") {
+            let n = p.num_elements();
+            set_param_values(&mut p, (0..n).map(|_| rng.random_range(-0.5f32..0.5)).collect(), false);
+        }
+    }
+    m.save_adapter(&AdapterConfig::Lora(cfg), "tiny", out).unwrap();
+}
+
+#[tokio::main]
+async fn main() {
+    let arg = std::env::args().nth(1).unwrap_or_else(|| "8000".into());
+    let dir = std::env::temp_dir().join(format!("deepfeed-tiny-server-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = dir.join("tiny");
+    write_tiny_model(&TinySpec::tiny(Architecture::Llama), &base).unwrap();
+    make_adapter(&base, &dir.join("adapters/a"), 1);
+    make_adapter(&base, &dir.join("adapters/b"), 2);
+    let model = Model::load(&base, &inference_device()).unwrap();
+    let port: u16 = if arg == "bench" { 0 } else { arg.parse().expect("a port number or `bench`") };
+    let cfg = ServeConfig {
+        addr: ([127, 0, 0, 1], port).into(),
+        model_name: Some("tiny".into()),
+        feedback_db: Some(dir.join("feedback.db")),
+        adapter_dir: Some(dir.join("adapters")),
+        queue_capacity: 256,
+        max_active: 16,
+        ..Default::default()
+    };
+    let adapters = vec![("a".to_string(), dir.join("adapters/a")), ("b".to_string(), dir.join("adapters/b"))];
+    let server = deepfeed_serve::start(model, &adapters, cfg).await.unwrap();
+    if arg != "bench" {
+        eprintln!("serving tiny, tiny:a, tiny:b on http://{} (Ctrl-C stops)", server.addr);
+        server.wait_for_ctrl_c().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let mut reports = Vec::new();
+    for clients in [1, 4, 16] {
+        let o = LoadOptions { url: format!("http://{}", server.addr), model: "tiny".into(), clients, requests: 48, max_tokens: 16, ..Default::default() };
+        let _ = run_load(&LoadOptions { requests: 1, clients: 1, ..o.clone() }).await;
+        reports.push(run_load(&o).await);
+    }
+    print!("{}", table(&reports));
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
