@@ -38,6 +38,9 @@ pub enum BenchCommand {
     },
     /// LoRA training tokens/s and peak memory, deepfeed vs PyTorch + PEFT on the same model
     Train(TrainBench),
+    /// Knowledge base: recall@5 / MRR of BM25, vector and hybrid retrieval on a labelled set, and
+    /// HNSW query latency at 100k chunks against brute force
+    Kb(crate::kb_cmd::BenchKbArgs),
     /// clean + de-identify + dedup throughput (MB/s per core) vs the same work in Python
     Clean {
         /// Megabytes of mixed Chinese/English text to clean
@@ -89,6 +92,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             forward(model, prompt_len, gen_tokens.max(2), runs.max(1), (!no_peer).then_some(python))
         }
         BenchCommand::Train(b) => train_bench(b),
+        BenchCommand::Kb(a) => crate::kb_cmd::run_bench(a),
         BenchCommand::Clean { mb, peer_mb, python, no_peer } => clean_bench(mb, peer_mb, (!no_peer).then_some(python)),
     }
 }

@@ -1,6 +1,7 @@
 //! The `deepfeed` command line: parses arguments and calls the crates.
 mod bench;
 mod data_cmd;
+mod kb_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -47,6 +48,13 @@ enum Command {
     Estimate(train_cmd::TrainArgs),
     /// Fold a LoRA adapter into its base model and save the result in Hugging Face layout
     Merge(train_cmd::MergeArgs),
+    /// Knowledge base: add documents, search (BM25 + vectors), stats, delete
+    Kb {
+        #[command(subcommand)]
+        what: kb_cmd::KbCommand,
+    },
+    /// Drop samples that mean the same as an earlier one (--semantic: sentence embeddings)
+    Dedup(kb_cmd::DedupArgs),
     /// Benchmarks (speed, with a peer on the same machine when available)
     Bench {
         #[command(subcommand)]
@@ -145,6 +153,8 @@ struct ChatArgs {
     system: Option<String>,
     #[command(flatten)]
     gen: GenArgs,
+    #[command(flatten)]
+    kb: kb_cmd::ChatKbArgs,
 }
 
 #[derive(Args)]
@@ -210,12 +220,21 @@ fn run_chat(args: ChatArgs) -> Result<()> {
     if let Some(s) = &args.system {
         messages.push(ChatMessage::new("system", s));
     }
+    let kb = kb_cmd::ChatKb::open(&args.kb, &model)?;
     let turn = |messages: &mut Vec<ChatMessage>, user: &str| -> Result<()> {
-        messages.push(ChatMessage::new("user", user));
-        let prompt = model.tokenizer.apply_chat_template(messages, true)?;
+        // with --kb the model sees the question with retrieved passages; the history keeps the
+        // bare question so passages do not pile up over turns
+        let rag = kb.as_ref().map(|k| k.prompt(&model, user)).transpose()?;
+        let mut shown = messages.clone();
+        shown.push(rag.as_ref().map_or_else(|| ChatMessage::new("user", user), |r| r.user_message.clone()));
+        let prompt = model.tokenizer.apply_chat_template(&shown, true)?;
         let ids = model.tokenizer.encode(&prompt, false)?;
         let g = generate(&model, &ids, &opts, &mut stream_print)?;
         println!();
+        if let Some(r) = &rag {
+            println!("{}", kb_cmd::ChatKb::citations(r));
+        }
+        messages.push(ChatMessage::new("user", user));
         messages.push(ChatMessage::new("assistant", &g.text));
         Ok(())
     };
@@ -318,6 +337,8 @@ fn main() {
     let result = match cli.command {
         Command::InitTiny(a) => run_init_tiny(a),
         Command::Chat(a) => run_chat(a),
+        Command::Kb { what } => kb_cmd::run(what),
+        Command::Dedup(a) => kb_cmd::run_dedup(a),
         Command::Generate(a) => run_generate(a),
         Command::Perplexity(a) => run_perplexity(a),
         Command::Ingest(a) => data_cmd::run_ingest(a),
