@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use deepfeed_kb::add::{add_sources, doc_id_for, AddOptions};
-use deepfeed_kb::store::{EmbedderInfo, INDEX_FILE, INDEX_META_FILE};
+use deepfeed_kb::store::{EmbedderInfo, NewChunk, INDEX_FILE, INDEX_META_FILE};
 use deepfeed_kb::tiny_bert::{write_tiny_bert, TinyBertSpec};
-use deepfeed_kb::{Embedder, KbStore, Mode, Retriever};
+use deepfeed_kb::{Embedder, KbStore, Mode, Retriever, TextKind};
+use serde_json::json;
 use deepfeed_model::backend::inference_device;
 
 fn setup(d: &Path) -> Embedder<'static> {
@@ -89,20 +90,24 @@ fn a_stale_or_broken_vector_index_is_repaired_at_open() {
     let e = setup(d.path());
     let kb = d.path().join("kb");
     let mut store = KbStore::open_or_create(&kb, &info(&e, d.path())).unwrap();
-    let opts = AddOptions::default();
-    add_sources(&mut store, &e, &[d.path().join("docs/warranty.md")], &opts, &mut |_| {}).unwrap(); // flushed
-    let saved = std::fs::read(kb.join(INDEX_FILE)).unwrap();
-    let saved_meta = std::fs::read(kb.join(INDEX_META_FILE)).unwrap();
-    add_sources(&mut store, &e, &[d.path().join("docs")], &opts, &mut |_| {}).unwrap();
+    add_sources(&mut store, &e, &[d.path().join("docs")], &AddOptions::default(), &mut |_| {}).unwrap(); // saves the index
+    // committed writes after the last index save, then the process dies (no flush)
+    let text = "Gift cards cannot be exchanged for cash.";
+    let v = e.embed(&[text], TextKind::Passage).unwrap().remove(0);
+    store.replace_document("extra", "extra.txt", "sha-1", &[NewChunk { text: text.into(), metadata: json!({"source": "extra.txt"}), embedding: v }]).unwrap();
     store.delete_document(&doc_id_for(&d.path().join("docs/returns.txt").display().to_string())).unwrap();
     let expected = store.stats().unwrap().chunks;
-    drop(store); // like a kill after the commits: put the old index back
-    std::fs::write(kb.join(INDEX_FILE), &saved).unwrap();
-    std::fs::write(kb.join(INDEX_META_FILE), &saved_meta).unwrap();
+    let db_generation = store.generation().unwrap();
+    drop(store);
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(kb.join(INDEX_META_FILE)).unwrap()).unwrap();
+    assert!(saved["generation"].as_i64().unwrap() < db_generation, "the saved index is behind the database");
+
     let store = KbStore::open(&kb).unwrap();
     assert_eq!(store.stats().unwrap().vectors_in_index as i64, expected, "the change log was replayed");
-    let hits = Retriever::new(&store, Some(&e)).search("保修期为购买后两年，包括零件和人工。", 1, Mode::Vector).unwrap();
-    assert!(hits[0].source.ends_with("zh.md") && hits[0].score > 0.999);
+    let retriever = Retriever::new(&store, Some(&e));
+    let hits = retriever.search(text, 1, Mode::Vector).unwrap();
+    assert!(hits[0].doc_id == "extra" && hits[0].score > 0.999, "{hits:?}");
+    assert!(retriever.search("returns thirty days", 5, Mode::Hybrid).unwrap().iter().all(|h| !h.source.ends_with("returns.txt")));
     drop(store);
 
     // an index file that cannot be read is rebuilt from the stored embeddings
