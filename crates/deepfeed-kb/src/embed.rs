@@ -54,6 +54,7 @@ pub struct SentenceEncoder {
     /// `Normalize` module present in modules.json (vectors are normalised for the store anyway).
     pub normalize: bool,
     pub max_seq_length: usize,
+    lowercase: bool,
     pad_id: u32,
     query_prompt: String,
     passage_prompt: String,
@@ -103,13 +104,14 @@ impl SentenceEncoder {
 
         // max_seq_length: sentence_bert_config.json, else the position table
         let sb_path = dir.join("sentence_bert_config.json");
-        let max_seq_length = if sb_path.is_file() {
-            read_json(&sb_path)?.get("max_seq_length").and_then(|v| v.as_u64()).map(|v| v as usize)
-        } else {
-            None
-        }
-        .unwrap_or(config.max_position_embeddings)
-        .min(config.max_position_embeddings);
+        let sb = if sb_path.is_file() { read_json(&sb_path)? } else { Value::Null };
+        let lowercase = sb.get("do_lower_case").and_then(|v| v.as_bool()).unwrap_or(false);
+        let max_seq_length = sb
+            .get("max_seq_length")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .unwrap_or(config.max_position_embeddings)
+            .min(config.max_position_embeddings);
         // sentence-transformers truncates to max_seq_length and pads to the longest text of a
         // batch, whatever tokenizer.json says (MiniLM's file pads to a fixed 128)
         tokenizer
@@ -129,6 +131,7 @@ impl SentenceEncoder {
             pooling,
             normalize,
             max_seq_length,
+            lowercase,
             pad_id,
             query_prompt: prompt(&["query"]),
             passage_prompt: prompt(&["passage", "document"]),
@@ -152,8 +155,12 @@ impl SentenceEncoder {
             let encs: Vec<Vec<u32>> = group
                 .iter()
                 .map(|&i| {
+                    // as sentence-transformers' Transformer.tokenize: stripped, lower-cased when
+                    // sentence_bert_config.json says do_lower_case
+                    let t = texts[i].trim();
+                    let t = if self.lowercase { t.to_lowercase() } else { t.to_string() };
                     self.tokenizer
-                        .encode(texts[i], true)
+                        .encode(t, true)
                         .map(|e| e.get_ids().to_vec())
                         .map_err(|e| KbError::Invalid(format!("{}: cannot tokenize text {i}: {e}", self.dir.display())))
                 })
