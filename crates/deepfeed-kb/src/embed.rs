@@ -88,7 +88,17 @@ impl SentenceEncoder {
         let pooling = if pool_dir.join("config.json").is_file() {
             let p = read_json(&pool_dir.join("config.json"))?;
             let on = |k: &str| p.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-            if on("pooling_mode_cls_token") {
+            // sentence-transformers >= 6 writes "pooling_mode": "mean" | "cls" | "max" | ...
+            let mode = p.get("pooling_mode").and_then(|v| v.as_str()).unwrap_or("");
+            if mode == "cls" || on("pooling_mode_cls_token") {
+                Pooling::Cls
+            } else if mode == "max" || on("pooling_mode_max_tokens") {
+                Pooling::Max
+            } else if mode.starts_with("mean_sqrt") || on("pooling_mode_mean_sqrt_len_tokens") {
+                Pooling::MeanSqrtLen
+            } else if !matches!(mode, "" | "mean") {
+                return Err(KbError::Config { path: pool_dir.join("config.json"), message: format!("pooling_mode {mode:?} is not supported (mean, cls, max, mean_sqrt_len_tokens)") });
+            } else if on("pooling_mode_cls_token") {
                 Pooling::Cls
             } else if on("pooling_mode_max_tokens") {
                 Pooling::Max
@@ -102,13 +112,17 @@ impl SentenceEncoder {
         };
         let normalize = modules.iter().any(|m| module_type(m).ends_with("Normalize"));
 
-        // max_seq_length: sentence_bert_config.json, else the position table
+        // max_seq_length: sentence_bert_config.json, else tokenizer_config.json, else the position table
         let sb_path = dir.join("sentence_bert_config.json");
         let sb = if sb_path.is_file() { read_json(&sb_path)? } else { Value::Null };
         let lowercase = sb.get("do_lower_case").and_then(|v| v.as_bool()).unwrap_or(false);
+        // (sentence-transformers >= 6 keeps it as tokenizer_config.json's model_max_length)
+        let tc_path = dir.join("tokenizer_config.json");
+        let tc = if tc_path.is_file() { read_json(&tc_path)? } else { Value::Null };
         let max_seq_length = sb
             .get("max_seq_length")
             .and_then(|v| v.as_u64())
+            .or_else(|| tc.get("model_max_length").and_then(|v| v.as_u64()))
             .map(|v| v as usize)
             .unwrap_or(config.max_position_embeddings)
             .min(config.max_position_embeddings);

@@ -11,7 +11,7 @@ use deepfeed_model::backend::inference_device;
 #[test]
 fn labelled_set_bm25_scores() {
     let set = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benchmarks/kb");
-    let d = tempfile::tempdir().unwrap();
+    let d = TempDir::new();
     let scores = retrieval_benchmark(&set, None, d.path()).unwrap();
     let all = scores.iter().find(|s| s.lang == "all").unwrap();
     assert_eq!((all.mode, all.questions), (Mode::Bm25, 240));
@@ -32,7 +32,7 @@ fn hnsw_latency_benchmark_recall() {
 
 #[test]
 fn semantic_dedup_drops_repeats_and_keeps_order() {
-    let d = tempfile::tempdir().unwrap();
+    let d = TempDir::new();
     write_tiny_bert(&d.path().join("bert"), &TinyBertSpec::default()).unwrap();
     let e = Embedder::encoder(&d.path().join("bert"), &inference_device()).unwrap();
     let input = d.path().join("in.jsonl");
@@ -49,4 +49,27 @@ fn semantic_dedup_drops_repeats_and_keeps_order() {
     let kept = std::fs::read_to_string(&out).unwrap();
     assert!(kept.lines().next().unwrap().contains("The warranty") && !kept.contains("THE WARRANTY") && kept.contains("Invoices"));
     assert!(semantic_dedup(&input, &out, &e, 1.5, 2).unwrap_err().to_string().contains("between 0 and 1"));
+}
+
+/// A fresh directory under the system temp dir, removed on drop (no tempfile dev-dependency:
+/// `cargo test -p deepfeed-kb` then reuses the library build's dependency features).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!("deepfeed-kb-test-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -55,7 +55,7 @@ fn embedder_returns_unit_vectors_and_names_itself() {
 
 #[test]
 fn a_directory_that_is_not_an_encoder_is_a_clear_error() {
-    let d = tempfile::tempdir().unwrap();
+    let d = TempDir::new();
     let err = SentenceEncoder::load(d.path(), &inference_device()).err().unwrap().to_string();
     assert!(err.contains("not an encoder directory") && err.contains("config.json"), "{err}");
     std::fs::write(d.path().join("config.json"), r#"{"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8, "max_position_embeddings": 8}"#).unwrap();
@@ -86,4 +86,27 @@ fn minilm_matches_sentence_transformers_on_50_sentences() {
         assert!(c >= 0.9999, "sentence {i} ({:?}): cosine {c}", texts[i]);
     }
     eprintln!("MiniLM parity: worst cosine over 50 sentences {worst:.7}");
+}
+
+/// A fresh directory under the system temp dir, removed on drop (no tempfile dev-dependency:
+/// `cargo test -p deepfeed-kb` then reuses the library build's dependency features).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!("deepfeed-kb-test-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
