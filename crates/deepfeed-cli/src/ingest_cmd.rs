@@ -139,7 +139,7 @@ pub fn run_ingest(a: IngestArgs) -> Result<()> {
             Some(p) => std::fs::read_to_string(p).map_err(|e| anyhow!("{}: {e}", p.display()))?.lines().map(String::from).collect(),
             None => vec![],
         };
-        Some(PiiOptions { consistent: a.consistent_pii, patterns: vec![], terms })
+        Some(PiiOptions { consistent: a.consistent_pii, patterns: vec![], terms, ..Default::default() })
     };
     let mut opts = IngestOptions { chunk_tokens: a.chunk_tokens, overlap_tokens: a.overlap_tokens, json_text_field: a.json_text_field, pii, ..Default::default() };
     opts.ocr.lang = a.ocr_lang;

@@ -61,11 +61,13 @@ pub struct AddArgs {
     kb: PathBuf,
     #[command(flatten)]
     embedder: EmbedderArgs,
-    /// Target chunk length in characters
-    #[arg(long, default_value_t = 800)]
-    chunk_chars: usize,
-    #[arg(long, default_value_t = 100)]
-    overlap_chars: usize,
+    /// Target chunk length in tokens (estimated: ~1.4 Chinese characters or ~4 English
+    /// characters per token), short enough for a 256-token sentence encoder
+    #[arg(long, default_value_t = 200)]
+    chunk_tokens: usize,
+    /// Tokens of whole paragraphs of the previous chunk repeated at the start of the next
+    #[arg(long, default_value_t = 25)]
+    overlap_tokens: usize,
     /// Keep personal data as is (default: masked like `deepfeed clean`)
     #[arg(long)]
     keep_pii: bool,
@@ -163,7 +165,7 @@ fn run_add(a: AddArgs) -> Result<()> {
         (None, None) => bail!("give --embedder DIR (a sentence encoder, e.g. all-MiniLM-L6-v2 from scripts/fetch_models.sh) or --model DIR (the chat model as a fallback embedder)"),
     };
     let mut store = KbStore::open_or_create(&a.kb, &embedder_info(&embedder, &path))?;
-    let opts = AddOptions { ingest: IngestOptions { chunk_chars: a.chunk_chars, overlap_chars: a.overlap_chars }, mask_pii: !a.keep_pii, embed_batch: 32 };
+    let opts = AddOptions { ingest: IngestOptions { chunk_tokens: a.chunk_tokens, overlap_tokens: a.overlap_tokens, ..Default::default() }, mask_pii: !a.keep_pii, embed_batch: 32 };
     let t = std::time::Instant::now();
     let r = add_sources(&mut store, &embedder, &a.sources, &opts, &mut |line| eprintln!("{line}"))?;
     for e in &r.errors {

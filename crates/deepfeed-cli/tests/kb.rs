@@ -83,7 +83,7 @@ fn kill_9_during_bulk_insert_loses_at_most_the_batch_in_flight() {
         std::fs::write(p.join(format!("docs/{i:04}.txt")), body).unwrap();
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_deepfeed"))
-        .args(["kb", "add", "docs", "--kb", "kb", "--embedder", "bert", "--chunk-chars", "100", "--overlap-chars", "0"])
+        .args(["kb", "add", "docs", "--kb", "kb", "--embedder", "bert", "--chunk-tokens", "25", "--overlap-tokens", "0"])
         .current_dir(p)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -114,7 +114,7 @@ fn kill_9_during_bulk_insert_loses_at_most_the_batch_in_flight() {
     drop(store);
 
     // running the same add again finishes the job and skips what was committed
-    let out = ok(&deepfeed(&["kb", "add", "docs", "--kb", "kb", "--embedder", "bert", "--chunk-chars", "100", "--overlap-chars", "0"], p));
+    let out = ok(&deepfeed(&["kb", "add", "docs", "--kb", "kb", "--embedder", "bert", "--chunk-tokens", "25", "--overlap-tokens", "0"], p));
     assert!(out.contains(&format!("{} added, 0 updated, {committed} unchanged", files - committed)), "{out}");
     let stats: serde_json::Value = serde_json::from_str(&ok(&deepfeed(&["kb", "stats", "--kb", "kb", "--json"], p))).unwrap();
     assert_eq!(stats["documents"], files);

@@ -1,7 +1,8 @@
 //! deepfeed-data: the project's training-data format (`record`), conversion from the common
 //! dataset formats (`convert`) and validation with quarantine of bad lines (`validate`).
-//! `pii` masks personal data with typed placeholders. Ingestion of documents, cleaning and
-//! deduplication are still to come.
+//! `ingest` turns documents, chat logs and crawled pages into records with provenance, `clean`
+//! runs the ordered cleaning pipeline, `pii` masks personal data, `dedup` finds (near-)duplicates,
+//! `review` is the human review queue and `synth` writes Q&A pairs from chunks with a model.
 pub mod clean;
 pub mod clean_config;
 pub mod convert;

@@ -105,7 +105,8 @@ pub struct Detached {
 /// Takes every adapter off `model`: it then computes exactly the base model.
 pub fn detach(model: &mut Model) -> Detached {
     let loras = model.network.linears_mut().into_iter().map(|(_, l)| l.lora.take()).collect();
-    Detached { loras, prefix: model.network.prefix.take() }
+    let prefix = model.network.prefix_slot().and_then(|slot| slot.take());
+    Detached { loras, prefix }
 }
 
 /// Puts back what [`detach`] took.
@@ -113,7 +114,9 @@ pub fn attach(model: &mut Model, d: Detached) {
     for ((_, l), a) in model.network.linears_mut().into_iter().zip(d.loras) {
         l.lora = a;
     }
-    model.network.prefix = d.prefix;
+    if let Some(slot) = model.network.prefix_slot() {
+        *slot = d.prefix;
+    }
 }
 
 /// The training run directory an adapter sits in (`runs/x/adapter` → `runs/x`), when its parent

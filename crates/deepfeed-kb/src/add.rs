@@ -5,8 +5,9 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use deepfeed_data::clean::{CleanOptions, Cleaner};
-use deepfeed_data::ingest::{ingest, IngestOptions};
+use deepfeed_data::clean::Cleaner;
+use deepfeed_data::clean_config::Step;
+use deepfeed_data::ingest::{ingest, EstimatedTokens, IngestOptions, Inputs, Quiet};
 use deepfeed_data::pii::{PiiCounts, PiiOptions};
 use serde_json::Value;
 
@@ -25,8 +26,8 @@ pub struct AddOptions {
 
 impl Default for AddOptions {
     fn default() -> Self {
-        // chunks of ~800 characters: a passage an encoder with 256-512 tokens reads whole
-        AddOptions { ingest: IngestOptions { chunk_chars: 800, overlap_chars: 100 }, mask_pii: true, embed_batch: 32 }
+        // chunks of ~200 (estimated) tokens: a passage an encoder with 256-512 tokens reads whole
+        AddOptions { ingest: IngestOptions { chunk_tokens: 200, overlap_tokens: 25, ..Default::default() }, mask_pii: true, embed_batch: 32 }
     }
 }
 
@@ -82,20 +83,15 @@ pub fn add_sources(store: &mut KbStore, embedder: &Embedder, sources: &[PathBuf]
         }
     }
     let tmp = store.dir.join(format!(".ingest-{}.jsonl", std::process::id()));
-    let ingested = ingest(sources, &tmp, &opts.ingest);
+    // PII is masked by ingest itself, before anything is written (also to this temporary file)
+    let ingest_opts = IngestOptions { pii: opts.mask_pii.then(PiiOptions::default), ..opts.ingest.clone() };
+    let inputs = Inputs { documents: sources.to_vec(), ..Default::default() };
+    let ingested = ingest(&inputs, &tmp, &ingest_opts, &EstimatedTokens, &mut Quiet);
     let groups = ingested.and_then(|r| Ok((r, read_grouped(&tmp).map_err(|e| deepfeed_data::DataError::Invalid(e.to_string()))?)));
     let _ = std::fs::remove_file(&tmp);
     let (ingest_report, groups) = groups?;
-    let cleaner = Cleaner::new(CleanOptions {
-        nfkc: true,
-        strip_control: true,
-        normalize_whitespace: true,
-        pii: opts.mask_pii.then(PiiOptions::default),
-        dedup_exact: false,
-        near_dup: None,
-        against: vec![],
-    })?;
-    let mut report = AddReport { errors: ingest_report.errors, ..Default::default() };
+    let cleaner = Cleaner::new(&[Step::Nfkc, Step::Control, Step::Whitespace])?;
+    let mut report = AddReport { errors: ingest_report.errors(), pii: ingest_report.pii.clone(), ..Default::default() };
     for g in groups {
         let doc_id = doc_id_for(&g.source);
         if store.document_sha(&doc_id)?.as_deref() == Some(g.sha256.as_str()) {

@@ -17,7 +17,7 @@ impl Model {
     /// A new handle on this model's weights with the PEFT adapter in `dir` attached (LoRA, DoRA
     /// or prefix tuning). `self` must have no adapter of its own.
     pub fn with_adapter(&self, dir: &Path) -> Result<(Model, AdapterConfig)> {
-        if self.network.prefix.is_some() || self.network.clone().linears_mut().iter().any(|(_, l)| l.lora.is_some()) {
+        if self.network.prefix().is_some() || self.network.clone().linears_mut().iter().any(|(_, l)| l.lora.is_some()) {
             return Err(ModelError::Invalid(format!(
                 "{}: the base model already has an adapter attached; serve adapters over a plain base model",
                 self.dir.display()

@@ -5,7 +5,7 @@
 //! (groups for `deepfeed` or `*`, Allow/Disallow with `*` and `$`, longest rule wins), at most
 //! `rate` requests per second and `max_pages` pages. HTML goes through the HTML reader,
 //! `text/plain` is kept as is. Provenance: `source` (the URL), `fetched_at` (UTC), `sha256`
-//! (of the body). The HTTP client is ureq without TLS: plain `http://` only in this build.
+//! (of the body). The HTTP client is ureq (rustls for `https://`).
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -249,9 +249,6 @@ struct Client {
 
 impl Client {
     fn get(&mut self, url: &Url) -> std::result::Result<Fetched, String> {
-        if url.scheme == "https" {
-            return Err("https is not supported by this build (a plain HTTP client without TLS); fetch the pages another way and ingest the saved .html files".into());
-        }
         if let Some(last) = self.last {
             let next = last + self.interval;
             let now = Instant::now();
