@@ -175,7 +175,7 @@ fn every_format_with_provenance() {
 
     let xlsx = texts_of(&recs, "clients.xlsx");
     assert_eq!(xlsx.len(), 2);
-    assert_eq!(xlsx[0]["text"], "姓名: 张三\n城市: 上海\n订单数: 3");
+    assert_eq!(xlsx[0]["text"], "姓名: <NAME>\n城市: 上海\n订单数: 3");
     assert_eq!(xlsx[0]["metadata"]["sheet"], "客户表");
     assert_eq!(xlsx[0]["metadata"]["row"], 2);
     assert_eq!(xlsx[1]["metadata"]["row"], 4);

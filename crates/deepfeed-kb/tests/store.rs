@@ -30,7 +30,7 @@ fn add_search_update_delete_and_reopen() {
     let e = setup(d.path());
     let kb = d.path().join("kb");
     let mut store = KbStore::open_or_create(&kb, &info(&e, d.path())).unwrap();
-    let opts = AddOptions { ingest: deepfeed_data::ingest::IngestOptions { chunk_tokens: 15, overlap_tokens: 0, ..Default::default() }, ..Default::default() };
+    let opts = AddOptions { ingest: deepfeed_data::ingest::IngestOptions { chunk_tokens: 16, overlap_tokens: 0, ..Default::default() }, ..Default::default() };
     let r = add_sources(&mut store, &e, &[d.path().join("docs")], &opts, &mut |_| {}).unwrap();
     assert_eq!((r.added, r.updated, r.unchanged), (3, 0, 0));
     assert_eq!(r.pii.get("EMAIL"), Some(&1), "the e-mail address is masked before storing");

@@ -302,6 +302,12 @@ fn example_configs_parse_and_validate() {
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
+        if p.file_name().is_some_and(|f| f == "clean.yaml") {
+            // the example cleaning pipeline (deepfeed clean --config), not a training run
+            let c = deepfeed_data::clean_config::CleanConfig::from_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            c.check().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            continue;
+        }
         if p.extension().is_some_and(|x| x == "yaml") {
             let cfg = TrainConfig::from_yaml_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             cfg.validate().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
