@@ -1,5 +1,8 @@
 //! The labelled retrieval set runs (BM25 without an encoder), the latency benchmark reaches its
 //! recall target on a small index, and semantic dedup drops repeats.
+mod common;
+use common::TempDir;
+
 use std::path::Path;
 
 use deepfeed_kb::bench::{latency_benchmark, retrieval_benchmark};
@@ -51,25 +54,3 @@ fn semantic_dedup_drops_repeats_and_keeps_order() {
     assert!(semantic_dedup(&input, &out, &e, 1.5, 2).unwrap_err().to_string().contains("between 0 and 1"));
 }
 
-/// A fresh directory under the system temp dir, removed on drop (no tempfile dev-dependency:
-/// `cargo test -p deepfeed-kb` then reuses the library build's dependency features).
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!("deepfeed-kb-test-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}

@@ -2,6 +2,9 @@
 //! (tests/fixtures, scripts/make_kb_reference.py), and on the real all-MiniLM-L6-v2 (ignored:
 //! needs `scripts/fetch_models.sh`; run with
 //! `cargo test --release -p deepfeed-kb --test embed_parity -- --ignored`).
+mod common;
+use common::TempDir;
+
 use std::path::{Path, PathBuf};
 
 use deepfeed_kb::embed::SentenceEncoder;
@@ -88,25 +91,3 @@ fn minilm_matches_sentence_transformers_on_50_sentences() {
     eprintln!("MiniLM parity: worst cosine over 50 sentences {worst:.7}");
 }
 
-/// A fresh directory under the system temp dir, removed on drop (no tempfile dev-dependency:
-/// `cargo test -p deepfeed-kb` then reuses the library build's dependency features).
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!("deepfeed-kb-test-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}

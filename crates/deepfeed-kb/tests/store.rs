@@ -1,6 +1,9 @@
 //! The embedded knowledge base end to end on a tiny random BERT written by the test: add a folder,
 //! search (BM25, vector, hybrid), update a changed file, delete, and reopen after a crash left
 //! the vector index behind the database.
+mod common;
+use common::TempDir;
+
 use std::path::Path;
 
 use deepfeed_kb::add::{add_sources, doc_id_for, AddOptions};
@@ -128,25 +131,3 @@ fn wrong_places_are_clear_errors() {
     assert!(err.contains("is not a knowledge base"), "{err}");
 }
 
-/// A fresh directory under the system temp dir, removed on drop (no tempfile dev-dependency:
-/// `cargo test -p deepfeed-kb` then reuses the library build's dependency features).
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!("deepfeed-kb-test-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
