@@ -26,6 +26,9 @@ pub struct ConvertArgs {
     /// TSV: the first line is a header
     #[arg(long)]
     header: bool,
+    /// No progress display
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn run_convert(a: ConvertArgs) -> Result<()> {
@@ -34,7 +37,7 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
         None => None,
     };
     crate::refuse_existing(&a.out)?;
-    let opts = ConvertOptions { format, input_field: a.input_field, target_field: a.target_field, header: a.header };
+    let opts = ConvertOptions { format, input_field: a.input_field, target_field: a.target_field, header: a.header, progress: !a.quiet };
     let r = convert(&a.input, &a.out, &opts)?;
     println!("converted {} ({}): {} records read, {} written to {}, {} rejected", a.input.display(), r.format, r.read, r.written, a.out.display(), r.rejected);
     if let Some(p) = &r.rejected_file {
@@ -56,6 +59,9 @@ pub struct ValidateArgs {
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
+    /// No progress display
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub(crate) struct Counter(pub(crate) TextTokenizer);
@@ -71,7 +77,7 @@ pub fn run_validate(a: ValidateArgs) -> Result<()> {
         Some(dir) => Some(Counter(TextTokenizer::from_dir(dir, None)?)),
         None => None,
     };
-    let r = validate(&a.file, counter.as_ref().map(|c| (c as &dyn TokenCounter, a.max_tokens)))?;
+    let r = validate(&a.file, counter.as_ref().map(|c| (c as &dyn TokenCounter, a.max_tokens)), !a.quiet && !a.json)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -271,6 +277,9 @@ pub struct StatsArgs {
     histogram: Option<PathBuf>,
     #[arg(long)]
     json: bool,
+    /// No progress display
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn run_stats(a: StatsArgs) -> Result<()> {
@@ -279,7 +288,7 @@ pub fn run_stats(a: StatsArgs) -> Result<()> {
         Some(dir) => Some(Counter(TextTokenizer::from_dir(dir, None)?)),
         None => None,
     };
-    let mut s = dataset_stats(&a.file, counter.as_ref().map(|c| c as &dyn TokenCounter))?;
+    let mut s = dataset_stats(&a.file, counter.as_ref().map(|c| c as &dyn TokenCounter), !a.quiet && !a.json)?;
     if let Some(png) = &a.histogram {
         let title = format!("record length ({})", s.lengths.unit);
         if deepfeed_data::plot::write_histogram_png(png, &title, &s.lengths.unit, &s.length_values, 30)? {

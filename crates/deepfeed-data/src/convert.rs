@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 
 use crate::error::{DataError, Result};
+use crate::progress::ProgressReader;
 use crate::record::{kind, Message, Record};
+use crate::side_file::SideFile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -96,7 +98,12 @@ pub struct ConvertOptions {
     pub target_field: Option<String>,
     /// TSV: the first line is a header.
     pub header: bool,
+    /// Show progress on stderr.
+    pub progress: bool,
 }
+
+/// The input file, read through a progress display.
+type Input = BufReader<ProgressReader<File>>;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ConvertReport {
@@ -203,7 +210,7 @@ struct Sink {
     out: PathBuf,
     tmp: PathBuf,
     writer: BufWriter<File>,
-    rejected: Vec<String>,
+    rejected: SideFile,
     report: ConvertReport,
 }
 
@@ -211,7 +218,7 @@ impl Sink {
     fn new(out: &Path, format: Format) -> Result<Self> {
         let tmp = out.with_extension(format!("tmp-{}", std::process::id()));
         let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        Ok(Sink { out: out.into(), tmp, writer: BufWriter::new(file), rejected: vec![], report: ConvertReport { format: format.name().into(), ..Default::default() } })
+        Ok(Sink { out: out.into(), tmp, writer: BufWriter::with_capacity(1 << 20, file), rejected: SideFile::new(rejected_path(out)), report: ConvertReport { format: format.name().into(), ..Default::default() } })
     }
 
     fn push(&mut self, line: usize, result: std::result::Result<Record, String>, raw: &str) -> Result<()> {
@@ -224,7 +231,7 @@ impl Sink {
             }
             Err(reason) => {
                 self.report.rejected += 1;
-                self.rejected.push(json!({"line": line, "error": reason, "raw": raw}).to_string());
+                self.rejected.push(&json!({"line": line, "error": reason, "raw": raw}))?;
             }
         }
         Ok(())
@@ -234,13 +241,7 @@ impl Sink {
         self.writer.flush().map_err(|e| DataError::io(&self.tmp, e))?;
         drop(self.writer);
         std::fs::rename(&self.tmp, &self.out).map_err(|e| DataError::io(&self.out, e))?;
-        if !self.rejected.is_empty() {
-            let path = rejected_path(&self.out);
-            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            std::fs::write(&tmp, self.rejected.join("\n") + "\n").map_err(|e| DataError::io(&tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| DataError::io(&path, e))?;
-            self.report.rejected_file = Some(path);
-        }
+        self.report.rejected_file = self.rejected.finish()?;
         Ok(self.report)
     }
 }
@@ -256,9 +257,9 @@ pub fn convert(input: &Path, out: &Path, opts: &ConvertOptions) -> Result<Conver
     if input == out {
         return Err(DataError::Invalid(format!("{}: the output must be another file than the input", out.display())));
     }
-    let file = File::open(input).map_err(|e| DataError::io(input, e))?;
+    let file = ProgressReader::open(input, "convert", opts.progress).map_err(|e| DataError::io(input, e))?;
     let ext = input.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    let mut reader = BufReader::new(file);
+    let mut reader = BufReader::with_capacity(1 << 20, file);
     let format = match opts.format {
         Some(f) => f,
         None => match ext.as_str() {
@@ -293,7 +294,7 @@ pub fn convert(input: &Path, out: &Path, opts: &ConvertOptions) -> Result<Conver
 }
 
 /// Peeks at the first JSON record without consuming it.
-fn detect_json(reader: &mut BufReader<File>, path: &Path) -> Result<Format> {
+fn detect_json(reader: &mut Input, path: &Path) -> Result<Format> {
     let buf = reader.fill_buf().map_err(|e| DataError::io(path, e))?;
     let head = String::from_utf8_lossy(buf);
     let first = head.trim_start();
@@ -309,7 +310,7 @@ fn detect_json(reader: &mut BufReader<File>, path: &Path) -> Result<Format> {
         .ok_or_else(|| DataError::Invalid(format!("{}: cannot tell the JSON format from its first record; give --from ({})", path.display(), Format::NAMES)))
 }
 
-fn convert_json_lines(mut reader: BufReader<File>, path: &Path, format: Format, opts: &ConvertOptions, sink: &mut Sink) -> Result<()> {
+fn convert_json_lines(mut reader: Input, path: &Path, format: Format, opts: &ConvertOptions, sink: &mut Sink) -> Result<()> {
     let starts_with_array = reader.fill_buf().map_err(|e| DataError::io(path, e))?.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     if starts_with_array {
         // one JSON array (common for Alpaca files): read whole, items numbered from 1
@@ -351,7 +352,7 @@ fn pair(input: &str, target: &str) -> std::result::Result<Record, String> {
     Ok(Record::Pair { input: input.into(), target: target.into(), rejected: None, metadata: None })
 }
 
-fn convert_tsv(reader: BufReader<File>, path: &Path, opts: &ConvertOptions, sink: &mut Sink) -> Result<()> {
+fn convert_tsv(reader: Input, path: &Path, opts: &ConvertOptions, sink: &mut Sink) -> Result<()> {
     for (i, line) in reader.split(b'\n').enumerate() {
         let n = i + 1;
         let line = line.map_err(|e| DataError::io(path, e))?;
@@ -376,7 +377,7 @@ fn convert_tsv(reader: BufReader<File>, path: &Path, opts: &ConvertOptions, sink
     Ok(())
 }
 
-fn convert_csv(reader: BufReader<File>, path: &Path, opts: &ConvertOptions, sink: &mut Sink) -> Result<()> {
+fn convert_csv(reader: Input, path: &Path, opts: &ConvertOptions, sink: &mut Sink) -> Result<()> {
     let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
     let headers: Vec<String> = rdr
         .headers()

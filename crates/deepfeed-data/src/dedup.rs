@@ -115,11 +115,19 @@ unsafe fn min_hash_avx512(shingles: &[u64], sig: &mut [u32; NUM_PERM]) {
 
 /// The MinHash signature of a text (None when it has no unit at all).
 pub fn signature(text: &str) -> Option<[u32; NUM_PERM]> {
-    let u = units(text);
-    if u.is_empty() {
+    let mut shingles = units(text);
+    if shingles.is_empty() {
         return None;
     }
-    let shingles: Vec<u64> = if u.len() < 3 { vec![u.iter().fold(7, |h, x| mix(h ^ x))] } else { u.windows(3).map(|w| mix(w[0] ^ mix(w[1] ^ mix(w[2])))).collect() };
+    if shingles.len() < 3 {
+        shingles = vec![shingles.iter().fold(7, |h, x| mix(h ^ x))];
+    } else {
+        // in place: shingle i needs units i, i+1 and i+2 only
+        for i in 0..shingles.len() - 2 {
+            shingles[i] = mix(shingles[i] ^ mix(shingles[i + 1] ^ mix(shingles[i + 2])));
+        }
+        shingles.truncate(shingles.len() - 2);
+    }
     // permutation i: the high 32 bits of a_i·s + b_i (a_i odd), over a well-mixed shingle hash;
     // the inner loop has no dependency between lanes and vectorises
     let mut sig = [u32::MAX; NUM_PERM];
@@ -143,10 +151,15 @@ pub struct NearDupIndex {
     threshold: f64,
     bands: usize,
     rows: usize,
-    /// band key (already a well-mixed hash) -> texts in that bucket
-    buckets: HashMap<u64, Vec<u32>, BuildHasherDefault<IdentityHasher>>,
+    /// band key (already a well-mixed hash) -> the newest entry of that bucket in `entries`
+    heads: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
+    /// (text id, the previous entry of the same bucket or `NONE`): the buckets as linked lists in
+    /// one vector, so that a million buckets are not a million small allocations
+    entries: Vec<(u32, u32)>,
     signatures: Vec<[u32; NUM_PERM]>,
 }
+
+const NONE: u32 = u32::MAX;
 
 impl NearDupIndex {
     /// `threshold`: Jaccard similarity from which two texts count as duplicates (e.g. 0.8).
@@ -158,7 +171,7 @@ impl NearDupIndex {
             .filter(|&(b, r)| (1.0 / b as f64).powf(1.0 / r as f64) <= threshold - 0.05)
             .last()
             .unwrap_or((64, 2));
-        NearDupIndex { threshold, bands, rows, buckets: HashMap::default(), signatures: Vec::new() }
+        NearDupIndex { threshold, bands, rows, heads: HashMap::default(), entries: Vec::new(), signatures: Vec::new() }
     }
 
     fn band_key(&self, sig: &[u32; NUM_PERM], band: usize) -> u64 {
@@ -169,17 +182,24 @@ impl NearDupIndex {
     /// True when a near-duplicate of `text` was inserted before; otherwise inserts it.
     pub fn check_and_insert(&mut self, text: &str) -> bool {
         let Some(sig) = signature(text) else { return false };
-        for band in 0..self.bands {
-            if let Some(ids) = self.buckets.get(&self.band_key(&sig, band)) {
-                if ids.iter().any(|&id| similarity(&self.signatures[id as usize], &sig) >= self.threshold) {
+        let mut keys = [0u64; 64];
+        for (band, key) in keys[..self.bands].iter_mut().enumerate() {
+            *key = self.band_key(&sig, band);
+            let mut e = self.heads.get(key).copied().unwrap_or(NONE);
+            while e != NONE {
+                let (id, next) = self.entries[e as usize];
+                if similarity(&self.signatures[id as usize], &sig) >= self.threshold {
                     return true;
                 }
+                e = next;
             }
         }
         let id = self.signatures.len() as u32;
-        for band in 0..self.bands {
-            let key = self.band_key(&sig, band);
-            self.buckets.entry(key).or_default().push(id);
+        for &key in &keys[..self.bands] {
+            let new = self.entries.len() as u32;
+            let head = self.heads.entry(key).or_insert(NONE);
+            self.entries.push((id, *head));
+            *head = new;
         }
         self.signatures.push(sig);
         false

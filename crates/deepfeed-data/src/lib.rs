@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod pii;
 pub mod plot;
 pub mod progress;
+pub mod side_file;
 pub mod stats;
 pub mod record;
 pub mod review;

@@ -71,3 +71,34 @@ impl Progress {
         self.mode = Mode::Off;
     }
 }
+
+/// A reader that shows the bytes read so far through a `Progress` (finished when dropped).
+pub struct ProgressReader<R> {
+    inner: R,
+    read: u64,
+    progress: Progress,
+}
+
+impl ProgressReader<std::fs::File> {
+    /// Opens `path` for reading with a progress display labelled `label` (when `enabled`).
+    pub fn open(path: &std::path::Path, label: &'static str, enabled: bool) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(ProgressReader { inner: file, read: 0, progress: Progress::new(label, total, enabled) })
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.progress.set(self.read);
+        Ok(n)
+    }
+}
+
+impl<R> Drop for ProgressReader<R> {
+    fn drop(&mut self) {
+        self.progress.finish();
+    }
+}

@@ -170,6 +170,14 @@ impl Record {
             Record::Text { text, .. } => vec![text],
         }
     }
+
+    /// All the texts joined by newlines (borrowed when there is only one).
+    pub fn joined_text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Record::Text { text, .. } => std::borrow::Cow::Borrowed(text),
+            _ => std::borrow::Cow::Owned(self.texts().join("\n")),
+        }
+    }
 }
 
 /// "a string", "a number" … for messages.

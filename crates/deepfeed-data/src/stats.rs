@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::dedup::NearDupIndex;
 use crate::error::{DataError, Result};
+use crate::progress::ProgressReader;
 use crate::record::Record;
 use crate::validate::TokenCounter;
 
@@ -80,8 +81,10 @@ fn placeholders(text: &str, into: &mut BTreeMap<String, usize>) {
     }
 }
 
-pub fn dataset_stats(path: &Path, tokens: Option<&dyn TokenCounter>) -> Result<DatasetStats> {
-    let reader = BufReader::new(std::fs::File::open(path).map_err(|e| DataError::io(path, e))?);
+/// `progress`: show progress on stderr.
+pub fn dataset_stats(path: &Path, tokens: Option<&dyn TokenCounter>, progress: bool) -> Result<DatasetStats> {
+    let file = ProgressReader::open(path, "stats", progress).map_err(|e| DataError::io(path, e))?;
+    let reader = BufReader::with_capacity(1 << 20, file);
     let mut s = DatasetStats { lengths: Lengths { unit: if tokens.is_some() { "tokens" } else { "characters" }.into(), ..Default::default() }, ..Default::default() };
     let mut seen = HashSet::new();
     let mut near = NearDupIndex::new(0.8);

@@ -2,14 +2,15 @@
 //! shape and its fields, and (with a tokenizer) the token length. Invalid lines are copied to
 //! `FILE.invalid.jsonl` with their line number and reason; the input is never changed.
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
 use crate::error::{DataError, Result};
+use crate::progress::ProgressReader;
 use crate::record::Record;
+use crate::side_file::SideFile;
 
 /// Counts tokens of a text (the model's tokenizer; kept abstract so this crate needs no model).
 pub trait TokenCounter {
@@ -38,11 +39,13 @@ pub fn quarantine_path(path: &Path) -> PathBuf {
     path.with_file_name(format!("{stem}.invalid.jsonl"))
 }
 
-pub fn validate(path: &Path, tokens: Option<(&dyn TokenCounter, usize)>) -> Result<ValidateReport> {
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut reader = BufReader::new(file);
+/// Checks every line of `path`; invalid lines go, with their errors, to the quarantine file next
+/// to it. `progress`: show progress on stderr.
+pub fn validate(path: &Path, tokens: Option<(&dyn TokenCounter, usize)>, progress: bool) -> Result<ValidateReport> {
+    let file = ProgressReader::open(path, "validate", progress).map_err(|e| DataError::io(path, e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut report = ValidateReport::default();
-    let mut quarantined = Vec::new();
+    let mut quarantined = SideFile::new(quarantine_path(path));
     let mut line = Vec::new();
     let mut n = 0;
     loop {
@@ -69,20 +72,14 @@ pub fn validate(path: &Path, tokens: Option<(&dyn TokenCounter, usize)>) -> Resu
                 if report.errors.len() < SHOWN_ERRORS {
                     report.errors.push(format!("{}:{n}: {message}", path.display()));
                 }
-                quarantined.push(json!({"line": n, "error": message, "raw": raw}).to_string());
+                quarantined.push(&json!({"line": n, "error": message, "raw": raw}))?;
             }
         }
     }
     if report.lines == 0 {
         return Err(DataError::Invalid(format!("{}: the file has no records", path.display())));
     }
-    if !quarantined.is_empty() {
-        let q = quarantine_path(path);
-        let tmp = q.with_extension(format!("tmp-{}", std::process::id()));
-        std::fs::write(&tmp, quarantined.join("\n") + "\n").map_err(|e| DataError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &q).map_err(|e| DataError::io(&q, e))?;
-        report.quarantine_file = Some(q);
-    }
+    report.quarantine_file = quarantined.finish()?;
     Ok(report)
 }
 

@@ -75,7 +75,7 @@ fn every_format_converts() {
 
     // explicit format and field mapping
     let custom = r#"{"q": "问", "a": "答"}"#;
-    let opts = ConvertOptions { format: Some(Format::Alpaca), input_field: Some("q".into()), target_field: Some("a".into()), header: false };
+    let opts = ConvertOptions { format: Some(Format::Alpaca), input_field: Some("q".into()), target_field: Some("a".into()), header: false, progress: false };
     let (r, out) = run(p, "h.jsonl", custom, opts);
     assert_eq!((r.written, out[0]["input_text"].as_str()), (1, Some("问")));
 }
@@ -122,7 +122,7 @@ fn validate_quarantines_invalid_lines() {
     content.push_str("[1, 2]\n");
     content.push_str("{\"input_text\": \"long\", \"target_text\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}\n");
     std::fs::write(&f, &content).unwrap();
-    let r = validate(&f, Some((&Chars, 20))).unwrap();
+    let r = validate(&f, Some((&Chars, 20)), false).unwrap();
     assert_eq!((r.lines, r.valid, r.invalid), (6, 3, 3));
     assert_eq!(r.shapes.get("chat"), Some(&1));
     assert!(r.errors[0].starts_with(&format!("{}:5: field `target_text`", f.display())), "{:?}", r.errors);

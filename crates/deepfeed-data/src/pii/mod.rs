@@ -41,6 +41,48 @@ struct Detector {
     check: fn(&str) -> bool,
     /// The match must not touch ASCII letters or digits on either side.
     bounded: bool,
+    /// Matches consist only of digits and the characters of `NUMBER_PUNCTUATION`: the regex is
+    /// run only over the runs of such characters that hold a digit (see `number_runs`).
+    numeric: bool,
+}
+
+/// What the numeric built-in patterns may match besides digits (phones: `+86 (0755) 1234-5678`,
+/// IPs, the `X` of ID numbers).
+const NUMBER_PUNCTUATION: &[u8] = b" -().+Xx";
+
+/// The byte ranges of the maximal runs of digits (any script: the regex `\d` is Unicode-aware) and
+/// `NUMBER_PUNCTUATION` that hold at least one digit. Every match of a numeric pattern lies inside
+/// one run, and a regex searched run by run finds the same matches as over the whole text (no
+/// match can span a character outside the runs, and the patterns use no look-around), while the
+/// CJK and letter text in between is skipped with a byte scan instead of the regex automaton.
+fn number_runs(text: &str, out: &mut Vec<(usize, usize)>) {
+    out.clear();
+    let mut run: Option<(usize, bool)> = None; // (start, has a digit)
+    let mut close = |run: &mut Option<(usize, bool)>, end: usize| {
+        if let Some((start, true)) = run.take() {
+            out.push((start, end));
+        }
+    };
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        let (member, digit) = if c.is_ascii() {
+            (c.is_ascii_digit() || NUMBER_PUNCTUATION.contains(&(c as u8)), c.is_ascii_digit())
+        } else if matches!(c as u32, 0x2E80..=0x9FFF | 0xAC00..=0xD7AF) {
+            // CJK punctuation, kana and ideographs, Hangul: no decimal digit (`\d` is category
+            // Nd) in these blocks; checked first because `is_numeric` is a table search
+            (false, false)
+        } else {
+            let n = c.is_numeric();
+            (n, n)
+        };
+        if member {
+            let r = run.get_or_insert((i, false));
+            r.1 |= digit;
+        } else {
+            close(&mut run, i);
+        }
+    }
+    close(&mut run, text.len());
 }
 
 /// The built-in types, in the order they are tried.
@@ -98,8 +140,8 @@ impl Deidentifier {
         }
         let re = |p: &str| Matcher::Regex(Regex::new(p).expect("built-in pattern"));
         let mut detectors = vec![
-            Detector { kind: "ID_CARD".into(), priority: 0, matcher: re(r"\d{17}[\dXx]"), check: id_card::is_valid, bounded: true },
-            Detector { kind: "BANK_CARD".into(), priority: 1, matcher: re(r"\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7}"), check: bank_card_ok, bounded: true },
+            Detector { kind: "ID_CARD".into(), priority: 0, matcher: re(r"\d{17}[\dXx]"), check: id_card::is_valid, bounded: true, numeric: true },
+            Detector { kind: "BANK_CARD".into(), priority: 1, matcher: re(r"\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7}"), check: bank_card_ok, bounded: true, numeric: true },
             Detector {
                 kind: "PHONE".into(),
                 priority: 2,
@@ -108,21 +150,22 @@ impl Deidentifier {
                 matcher: re(r"(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}|\(0\d{2,3}\) ?\d{7,8}|0\d{2,3}[- ]\d{7,8}|[48]00[- ]?\d{3}[- ]?\d{4}"),
                 check: always,
                 bounded: true,
+                numeric: true,
             },
-            Detector { kind: "IP".into(), priority: 3, matcher: re(r"\d{1,3}(?:\.\d{1,3}){3}"), check: ipv4_ok, bounded: true },
-            Detector { kind: "EMAIL".into(), priority: 4, matcher: re(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), check: always, bounded: false },
-            Detector { kind: "ADDRESS".into(), priority: 5, matcher: Matcher::Spans(address::find), check: always, bounded: false },
-            Detector { kind: "NAME".into(), priority: 7, matcher: Matcher::Spans(name::find), check: always, bounded: false },
+            Detector { kind: "IP".into(), priority: 3, matcher: re(r"\d{1,3}(?:\.\d{1,3}){3}"), check: ipv4_ok, bounded: true, numeric: true },
+            Detector { kind: "EMAIL".into(), priority: 4, matcher: re(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), check: always, bounded: false, numeric: false },
+            Detector { kind: "ADDRESS".into(), priority: 5, matcher: Matcher::Spans(address::find), check: always, bounded: false, numeric: false },
+            Detector { kind: "NAME".into(), priority: 7, matcher: Matcher::Spans(name::find), check: always, bounded: false, numeric: false },
         ];
         detectors.retain(|d| !opts.disable.iter().any(|x| x.eq_ignore_ascii_case(&d.kind)));
         for (kind, pattern) in &opts.patterns {
             let r = Regex::new(pattern).map_err(|e| DataError::Invalid(format!("PII pattern for {kind}: {e}")))?;
-            detectors.push(Detector { kind: kind.to_ascii_uppercase(), priority: 6, matcher: Matcher::Regex(r), check: always, bounded: false });
+            detectors.push(Detector { kind: kind.to_ascii_uppercase(), priority: 6, matcher: Matcher::Regex(r), check: always, bounded: false, numeric: false });
         }
         let terms: Vec<String> = opts.terms.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).map(regex::escape).collect();
         if !terms.is_empty() {
             let r = Regex::new(&terms.join("|")).map_err(|e| DataError::Invalid(format!("term list: {e}")))?;
-            detectors.push(Detector { kind: "NAME".into(), priority: 6, matcher: Matcher::Regex(r), check: always, bounded: false });
+            detectors.push(Detector { kind: "NAME".into(), priority: 6, matcher: Matcher::Regex(r), check: always, bounded: false, numeric: false });
         }
         let pseudonym_salt = opts.pseudonyms.then(|| {
             opts.pseudonym_seed.unwrap_or_else(|| {
@@ -144,12 +187,21 @@ impl Deidentifier {
         let has_at = bytes.contains(&b'@');
         let mut all: Vec<(usize, usize, u8, &str)> = Vec::new();
         let mut spans = Vec::new();
+        let mut runs = Vec::new();
+        if has_digit {
+            number_runs(text, &mut runs);
+        }
         for d in &self.detectors {
             if (d.bounded && !has_digit) || (d.kind == "EMAIL" && !has_at) {
                 continue;
             }
             spans.clear();
             match &d.matcher {
+                Matcher::Regex(re) if d.numeric => {
+                    for &(rs, re_end) in &runs {
+                        spans.extend(re.find_iter(&text[rs..re_end]).map(|m| (rs + m.start(), rs + m.end())));
+                    }
+                }
                 Matcher::Regex(re) => spans.extend(re.find_iter(text).map(|m| (m.start(), m.end()))),
                 Matcher::Spans(f) => f(text, &mut spans),
             }
@@ -269,4 +321,39 @@ pub struct DocumentState {
 fn digits_or_raw(s: &str) -> String {
     let d = digits_only(s);
     if d.len() >= 7 { d } else { s.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Searching the numeric patterns run by run finds exactly what a search of the whole text
+    /// finds.
+    #[test]
+    fn number_runs_find_the_same_matches_as_the_whole_text() {
+        let d = Deidentifier::new(&PiiOptions::default()).unwrap();
+        let alphabet: Vec<char> = "0123456789 -().+Xx@a中，。١٢٣０９〇".chars().collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut runs = Vec::new();
+        for _ in 0..3000 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let len = 10 + (state >> 59) as usize * 3;
+            let text: String = (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    // digits most of the time, so that long numbers occur
+                    let i = (state >> 33) as usize;
+                    if i % 3 != 0 { alphabet[i % 10] } else { alphabet[i % alphabet.len()] }
+                })
+                .collect();
+            number_runs(&text, &mut runs);
+            for det in d.detectors.iter().filter(|x| x.numeric) {
+                let Matcher::Regex(re) = &det.matcher else { unreachable!() };
+                let whole: Vec<(usize, usize)> = re.find_iter(&text).map(|m| (m.start(), m.end())).collect();
+                let piecewise: Vec<(usize, usize)> =
+                    runs.iter().flat_map(|&(s, e)| re.find_iter(&text[s..e]).map(move |m| (s + m.start(), s + m.end()))).collect();
+                assert_eq!(piecewise, whole, "{} in {text:?}", det.kind);
+            }
+        }
+    }
 }
