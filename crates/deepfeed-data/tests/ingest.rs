@@ -353,3 +353,40 @@ fn write_walkthrough_samples() {
     )
     .unwrap();
 }
+
+/// A file read in 1 MiB windows is chunked as if it had been chunked whole: the chunks, and
+/// their overlap, run on across the window boundaries.
+#[test]
+fn chunks_and_overlap_cross_streaming_windows() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("long.md");
+    let mut text = String::new();
+    let mut i = 0;
+    while text.len() < (5 << 20) / 2 {
+        i += 1;
+        if i % 40 == 0 {
+            text.push_str(&format!("# Section {i}\n\n"));
+        }
+        let words = 5 + (i * 7919) % 20;
+        let para: Vec<String> = (0..words).map(|w| format!("w{}", (i * 31 + w) % 997)).collect();
+        text.push_str(&para.join(" "));
+        text.push_str(if i % 3 == 0 { "。第二句话在这里。\n\n" } else { ".\n\n" });
+    }
+    std::fs::write(&path, &text).unwrap();
+    let opts = IngestOptions { pii: None, chunk_tokens: 256, overlap_tokens: 64, ..Default::default() };
+    let (_, recs) = run(&[path], &opts, &d.path().join("out.jsonl"));
+    let got: Vec<(usize, usize)> = recs.iter().map(|r| (r["metadata"]["start"].as_u64().unwrap() as usize, r["metadata"]["end"].as_u64().unwrap() as usize)).collect();
+    let whole: Vec<(usize, usize)> = chunk(&text, 256, 64, &EstimatedTokens).into_iter().filter(|&(s, e)| !text[s..e].trim().is_empty()).collect();
+    assert!(got.len() > 1000, "{} chunks", got.len());
+    assert_eq!(got, whole);
+    // every chunk overlaps the one before it (unless it starts at a heading), including the
+    // chunks that span the 1 MiB window cuts
+    let spanning = |w: &[(usize, usize)], at: usize| w[0].0 < at && w[0].1 > at;
+    assert!(got.windows(2).any(|w| spanning(w, 1 << 20)) && got.windows(2).any(|w| spanning(w, 2 << 20)));
+    for w in got.windows(2).filter(|w| !text[w[1].0..].starts_with('#')) {
+        assert!(w[1].0 < w[0].1, "no overlap between {:?} and {:?}", w[0], w[1]);
+    }
+    for (r, &(s, e)) in recs.iter().zip(&got) {
+        assert_eq!(r["text"].as_str().unwrap(), text[s..e].trim());
+    }
+}

@@ -216,13 +216,36 @@ impl Sink<'_> {
     /// when `offset` is given, `start`/`end`: byte offsets of the chunk in the source's decoded
     /// text (`offset` is where `text` starts in it).
     pub fn chunks(&mut self, text: &str, loc: Map<String, Value>, offset: Option<usize>) -> std::result::Result<(), String> {
-        for (s, e) in chunk(text, self.opts.chunk_tokens, self.opts.overlap_tokens, self.tokens) {
+        let spans = chunk(text, self.opts.chunk_tokens, self.opts.overlap_tokens, self.tokens);
+        self.write_chunks(text, &spans, &loc, offset)
+    }
+
+    /// One window of a source read in windows (`offset`: where it starts in the source's text).
+    /// Unless this is the `last` window, its last chunk is held back: the returned byte count is
+    /// where that chunk starts, and the caller puts the rest of the window in front of the next
+    /// one, so that chunks (and their overlap) run on across window boundaries as if the whole
+    /// source had been chunked at once.
+    pub fn window_chunks(&mut self, text: &str, loc: &Map<String, Value>, offset: usize, last: bool) -> std::result::Result<usize, String> {
+        let mut spans = chunk(text, self.opts.chunk_tokens, self.opts.overlap_tokens, self.tokens);
+        let consumed = match spans.last() {
+            Some(&(s, _)) if !last && spans.len() > 1 => {
+                spans.pop();
+                s
+            }
+            _ => text.len(),
+        };
+        self.write_chunks(text, &spans, loc, Some(offset))?;
+        Ok(consumed)
+    }
+
+    fn write_chunks(&mut self, text: &str, spans: &[(usize, usize)], loc: &Map<String, Value>, offset: Option<usize>) -> std::result::Result<(), String> {
+        for &(s, e) in spans {
             let piece = text[s..e].trim();
             if piece.is_empty() {
                 continue;
             }
             let piece = self.mask(piece);
-            let mut meta = self.metadata(&loc);
+            let mut meta = self.metadata(loc);
             meta.insert("chunk".into(), json!(self.next_chunk));
             if let Some(o) = offset {
                 meta.insert("start".into(), json!(o + s));

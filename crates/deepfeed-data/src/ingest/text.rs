@@ -143,6 +143,7 @@ pub fn read_text(path: &Path, sink: &mut Sink) -> Result<(), String> {
     let mut block = vec![0u8; 256 << 10];
     let mut base = 0usize;
     let mut first = true;
+    let meta = loc([("encoding", json!(enc.name()))]);
     loop {
         let n = r.read(&mut block).map_err(|e| e.to_string())?;
         carry.extend_from_slice(&block[..n]);
@@ -160,9 +161,11 @@ pub fn read_text(path: &Path, sink: &mut Sink) -> Result<(), String> {
         }
         while pending.len() >= WINDOW || (n == 0 && !pending.is_empty()) {
             let cut = if pending.len() >= WINDOW { window_cut(&pending, WINDOW) } else { pending.len() };
-            sink.chunks(&pending[..cut], loc([("encoding", json!(enc.name()))]), Some(base))?;
-            base += cut;
-            pending.drain(..cut);
+            // the window's last chunk comes back to the front of the next window
+            let last = n == 0 && cut == pending.len();
+            let consumed = sink.window_chunks(&pending[..cut], &meta, base, last)?;
+            base += consumed;
+            pending.drain(..consumed);
         }
         if n == 0 {
             break;
