@@ -2,7 +2,7 @@
 //! or a huge allocation (libFuzzer's -rss_limit_mb catches the latter). Whatever parses is then
 //! walked like a loader would: every metadata getter, every tensor's bytes, dequantised.
 #![no_main]
-use deepfeed_model::gguf::{dequant, GgufFile};
+use deepfeed_fuzz::gguf::{dequant, GgufFile};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
