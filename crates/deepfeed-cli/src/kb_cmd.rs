@@ -235,6 +235,9 @@ pub struct ChatKbArgs {
     /// Prompt template with {passages} and {question}
     #[arg(long)]
     pub kb_template: Option<String>,
+    /// Retrieval: bm25, vector or hybrid (BM25 and vectors fused)
+    #[arg(long, default_value = "hybrid")]
+    pub kb_mode: String,
 }
 
 /// A knowledge base opened for chat.
@@ -254,7 +257,8 @@ impl<'m> ChatKb<'m> {
 
     /// The user turn with retrieved passages, and its citations.
     pub fn prompt(&self, model: &Model, question: &str) -> Result<RagPrompt> {
-        let hits = Retriever::new(&self.store, Some(&self.embedder)).search(question, self.args.kb_k, Mode::Hybrid)?;
+        let mode: Mode = self.args.kb_mode.parse()?;
+        let hits = Retriever::new(&self.store, Some(&self.embedder)).search(question, self.args.kb_k, mode)?;
         let count = |s: &str| model.tokenizer.encode(s, false).map(|v| v.len()).unwrap_or(s.len());
         Ok(build_prompt(question, &hits, self.args.kb_template.as_deref().unwrap_or(DEFAULT_TEMPLATE), self.args.kb_tokens, &count))
     }
