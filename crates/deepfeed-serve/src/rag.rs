@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use deepfeed_kb::rag::{build_prompt, Citation, DEFAULT_TEMPLATE};
-use deepfeed_kb::{Embedder, KbStore, Mode, Retriever};
+use deepfeed_kb::{backend, Embedder, KbBackend, Mode, Retriever};
 use deepfeed_model::{ChatMessage, Model};
 use serde_json::Value;
 
@@ -47,7 +47,7 @@ enum QueryEmbedder {
 /// lock (a search is milliseconds next to a generation); they run on tokio's blocking pool.
 pub struct KnowledgeBase {
     pub dir: PathBuf,
-    store: Mutex<KbStore>,
+    store: Mutex<Box<dyn KbBackend>>,
     embedder: QueryEmbedder,
 }
 
@@ -57,8 +57,8 @@ impl KnowledgeBase {
     /// dimension mismatch — is an error here, at startup, not at the first request.
     pub fn open(dir: &Path, embedder_dir: Option<&Path>, base: &Arc<Model>) -> Result<Self, ServeError> {
         let fail = |m: String| ServeError::Invalid(format!("knowledge base {}: {m}", dir.display()));
-        let store = KbStore::open(dir).map_err(|e| fail(e.to_string()))?;
-        let info = store.embedder.clone();
+        let store = backend::open(dir).map_err(|e| fail(e.to_string()))?;
+        let info = store.embedder().clone();
         let embedder = if info.id.starts_with("chat-model:") && embedder_dir.is_none() {
             let id = Embedder::chat_model(base).id();
             if id != info.id || base.config.hidden_size != info.dim {
@@ -101,7 +101,7 @@ impl KnowledgeBase {
                 &holder
             }
         };
-        let hits = Retriever::new(&store, Some(embedder)).search(question, opts.k, opts.mode)?;
+        let hits = Retriever::new(&**store, Some(embedder)).search(question, opts.k, opts.mode)?;
         drop(store);
         let count = |s: &str| chat_model.tokenizer.encode(s, false).map(|v| v.len()).unwrap_or(s.len());
         let p = build_prompt(question, &hits, &opts.template, opts.max_tokens, &count);
