@@ -1,9 +1,12 @@
 """Checks a running `deepfeed serve` with the official `openai` Python client.
 
-    /root/venv-ref/bin/python scripts/openai_client_check.py http://127.0.0.1:8000/v1 MODEL [ADAPTER_MODEL]
+    /root/venv-ref/bin/python scripts/openai_client_check.py http://127.0.0.1:8000/v1 MODEL [ADAPTER_MODEL] [--kb]
 
 Plain and streamed chat completions, a completion, the model list, usage fields, and that a
-bad request raises the client's BadRequestError / NotFoundError. Exits non-zero on a failure.
+bad request raises the client's BadRequestError / NotFoundError. With --kb (the server has a
+knowledge base for MODEL): retrieval switched on and off through `extra_body`, the responses
+still parse, and the extra `citations` field is reachable (`model_extra`, `to_dict()`, the first
+stream chunk). Exits non-zero on a failure.
 """
 import sys
 
@@ -12,8 +15,10 @@ from openai import OpenAI
 
 
 def main() -> None:
-    base_url, model = sys.argv[1], sys.argv[2]
-    adapter = sys.argv[3] if len(sys.argv) > 3 else None
+    kb = "--kb" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--kb"]
+    base_url, model = args[0], args[1]
+    adapter = args[2] if len(args) > 2 else None
     client = OpenAI(base_url=base_url, api_key="sk-unused", max_retries=0)
 
     ids = [m.id for m in client.models.list().data]
@@ -22,7 +27,8 @@ def main() -> None:
 
     for m in [model] + ([adapter] if adapter else []):
         r = client.chat.completions.create(
-            model=m, messages=[{"role": "user", "content": "Hello, 你好"}], max_tokens=8, temperature=0, seed=1
+            model=m, messages=[{"role": "user", "content": "Hello, 你好"}], max_tokens=8, temperature=0, seed=1,
+            extra_body={"kb": False} if kb and m == model else None,
         )
         text = r.choices[0].message.content
         assert r.object == "chat.completion" and r.choices[0].finish_reason in ("stop", "length")
@@ -32,6 +38,7 @@ def main() -> None:
         for chunk in client.chat.completions.create(
             model=m, messages=[{"role": "user", "content": "Hello, 你好"}], max_tokens=8, temperature=0,
             stream=True, stream_options={"include_usage": True},
+            extra_body={"kb": False} if kb and m == model else None,
         ):
             if chunk.choices:
                 streamed += chunk.choices[0].delta.content or ""
@@ -40,6 +47,9 @@ def main() -> None:
         assert streamed == text, (streamed, text)
         assert usage is not None and usage.completion_tokens == r.usage.completion_tokens
         print(f"{m}: {text!r} usage={r.usage.prompt_tokens}+{r.usage.completion_tokens} (stream identical)")
+
+    if kb:
+        check_kb(client, model)
 
     c = client.completions.create(model=model, prompt="The data", max_tokens=5, temperature=0)
     assert c.object == "text_completion" and c.usage.completion_tokens >= 1
@@ -56,6 +66,29 @@ def main() -> None:
     except openai.NotFoundError:
         print("unknown model -> 404")
     print("openai client check: OK (openai", openai.__version__ + ")")
+
+
+def check_kb(client: OpenAI, model: str) -> None:
+    question = [{"role": "user", "content": "How many years does the warranty cover the battery?"}]
+    r = client.chat.completions.create(
+        model=model, messages=question, max_tokens=8, temperature=0, extra_body={"kb": {"k": 1, "mode": "bm25"}}
+    )
+    assert r.object == "chat.completion" and isinstance(r.choices[0].message.content, str)
+    citations = r.model_extra["citations"]
+    assert citations == r.to_dict()["citations"], (citations, r.to_dict())
+    assert len(citations) == 1 and citations[0]["source"].endswith("warranty.md"), citations
+    assert {"n", "source", "page", "chunk", "score"} <= set(citations[0]), citations
+    off = client.chat.completions.create(model=model, messages=question, max_tokens=8, temperature=0, extra_body={"kb": False})
+    assert "citations" not in (off.model_extra or {}), off.model_extra
+    assert off.usage.prompt_tokens < r.usage.prompt_tokens, (off.usage, r.usage)
+    chunks = list(client.chat.completions.create(
+        model=model, messages=question, max_tokens=8, temperature=0, stream=True, extra_body={"kb": {"k": 1, "mode": "bm25"}}
+    ))
+    assert chunks[0].model_extra["citations"] == citations, chunks[0].model_extra
+    assert all("citations" not in (c.model_extra or {}) for c in chunks[1:])
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == r.choices[0].message.content
+    print(f"kb: citations {[(c['n'], c['source'].rsplit('/', 1)[-1], c['chunk']) for c in citations]}; "
+          f"prompt {off.usage.prompt_tokens} -> {r.usage.prompt_tokens} tokens; kb off: no citations; stream: first chunk")
 
 
 if __name__ == "__main__":

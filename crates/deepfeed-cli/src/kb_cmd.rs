@@ -11,7 +11,8 @@ use deepfeed_kb::rag::{build_prompt, format_citations, RagPrompt, DEFAULT_TEMPLA
 use deepfeed_kb::retrieve::rerank_by_likelihood;
 use deepfeed_kb::semantic_dedup::semantic_dedup;
 use deepfeed_kb::store::EmbedderInfo;
-use deepfeed_kb::{Embedder, KbStore, Mode, Retriever};
+use deepfeed_kb::backend::{self, is_remote, KbBackend};
+use deepfeed_kb::{Embedder, Mode, Retriever};
 use deepfeed_model::backend::inference_device;
 use deepfeed_model::Model;
 
@@ -57,6 +58,7 @@ pub struct AddArgs {
     /// Files or folders
     #[arg(required = true)]
     sources: Vec<PathBuf>,
+    /// Knowledge-base directory, or a Qdrant collection URL (http://host:6333/NAME)
     #[arg(long)]
     kb: PathBuf,
     #[command(flatten)]
@@ -120,7 +122,7 @@ pub fn run(cmd: KbCommand) -> Result<()> {
         KbCommand::Add(a) => run_add(a),
         KbCommand::Search(a) => run_search(a),
         KbCommand::Stats { kb, docs, json } => {
-            let store = KbStore::open(&kb)?;
+            let store = backend::open(&kb)?;
             let stats = store.stats()?;
             if json {
                 let mut v = serde_json::to_value(&stats)?;
@@ -133,7 +135,9 @@ pub fn run(cmd: KbCommand) -> Result<()> {
             println!("knowledge base {}", stats.dir.display());
             println!("  documents {}  chunks {}  vectors in index {}", stats.documents, stats.chunks, stats.vectors_in_index);
             println!("  embedder  {} ({} dims) from {}", stats.embedder.id, stats.embedder.dim, stats.embedder.path);
-            println!("  on disk   {:.1} MB  (generation {})", stats.bytes_on_disk as f64 / 1e6, stats.generation);
+            if !is_remote(&kb) {
+                println!("  on disk   {:.1} MB  (generation {})", stats.bytes_on_disk as f64 / 1e6, stats.generation);
+            }
             if docs {
                 for d in store.documents()? {
                     println!("  {}  {} chunks  sha256 {}", d.doc_id, d.chunks, &d.sha256[..d.sha256.len().min(12)]);
@@ -142,7 +146,7 @@ pub fn run(cmd: KbCommand) -> Result<()> {
             Ok(())
         }
         KbCommand::Delete { kb, doc } => {
-            let mut store = KbStore::open(&kb)?;
+            let mut store = backend::open(&kb)?;
             let id = if store.document_sha(&doc)?.is_some() { doc.clone() } else { doc_id_for(&doc) };
             let n = store.delete_document(&id)?;
             store.flush()?;
@@ -164,10 +168,10 @@ fn run_add(a: AddArgs) -> Result<()> {
         }
         (None, None) => bail!("give --embedder DIR (a sentence encoder, e.g. all-MiniLM-L6-v2 from scripts/fetch_models.sh) or --model DIR (the chat model as a fallback embedder)"),
     };
-    let mut store = KbStore::open_or_create(&a.kb, &embedder_info(&embedder, &path))?;
+    let mut store = backend::open_or_create(&a.kb, &embedder_info(&embedder, &path))?;
     let opts = AddOptions { ingest: IngestOptions { chunk_tokens: a.chunk_tokens, overlap_tokens: a.overlap_tokens, ..Default::default() }, mask_pii: !a.keep_pii, embed_batch: 32 };
     let t = std::time::Instant::now();
-    let r = add_sources(&mut store, &embedder, &a.sources, &opts, &mut |line| eprintln!("{line}"))?;
+    let r = add_sources(&mut *store, &embedder, &a.sources, &opts, &mut |line| eprintln!("{line}"))?;
     for e in &r.errors {
         eprintln!("skipped {e}");
     }
@@ -187,9 +191,9 @@ fn run_add(a: AddArgs) -> Result<()> {
 
 fn run_search(a: SearchArgs) -> Result<()> {
     let mode: Mode = a.mode.parse()?;
-    let store = KbStore::open(&a.kb)?;
-    let embedder = if mode == Mode::Bm25 { None } else { Some(load_embedder_for(&store.embedder, a.embedder.as_deref(), None)?) };
-    let retriever = Retriever::new(&store, embedder.as_ref());
+    let store = backend::open(&a.kb)?;
+    let embedder = if mode == Mode::Bm25 { None } else { Some(load_embedder_for(store.embedder(), a.embedder.as_deref(), None)?) };
+    let retriever = Retriever::new(&*store, embedder.as_ref());
     let mut hits = retriever.search(&a.query, a.k, mode)?;
     if let Some(m) = &a.rerank_model {
         let model = Model::load(m, &inference_device())?;
@@ -235,11 +239,14 @@ pub struct ChatKbArgs {
     /// Prompt template with {passages} and {question}
     #[arg(long)]
     pub kb_template: Option<String>,
+    /// Retrieval: bm25, vector or hybrid (BM25 and vectors fused)
+    #[arg(long, default_value = "hybrid")]
+    pub kb_mode: String,
 }
 
 /// A knowledge base opened for chat.
 pub struct ChatKb<'m> {
-    store: KbStore,
+    store: Box<dyn KbBackend>,
     embedder: Embedder<'m>,
     args: ChatKbArgs,
 }
@@ -247,14 +254,15 @@ pub struct ChatKb<'m> {
 impl<'m> ChatKb<'m> {
     pub fn open(args: &ChatKbArgs, model: &'m Model) -> Result<Option<Self>> {
         let Some(dir) = &args.kb else { return Ok(None) };
-        let store = KbStore::open(dir).with_context(|| format!("opening --kb {}", dir.display()))?;
-        let embedder = load_embedder_for(&store.embedder, args.embedder.as_deref(), Some(model))?;
+        let store = backend::open(dir).with_context(|| format!("opening --kb {}", dir.display()))?;
+        let embedder = load_embedder_for(store.embedder(), args.embedder.as_deref(), Some(model))?;
         Ok(Some(ChatKb { store, embedder, args: args.clone() }))
     }
 
     /// The user turn with retrieved passages, and its citations.
     pub fn prompt(&self, model: &Model, question: &str) -> Result<RagPrompt> {
-        let hits = Retriever::new(&self.store, Some(&self.embedder)).search(question, self.args.kb_k, Mode::Hybrid)?;
+        let mode: Mode = self.args.kb_mode.parse()?;
+        let hits = Retriever::new(&*self.store, Some(&self.embedder)).search(question, self.args.kb_k, mode)?;
         let count = |s: &str| model.tokenizer.encode(s, false).map(|v| v.len()).unwrap_or(s.len());
         Ok(build_prompt(question, &hits, self.args.kb_template.as_deref().unwrap_or(DEFAULT_TEMPLATE), self.args.kb_tokens, &count))
     }

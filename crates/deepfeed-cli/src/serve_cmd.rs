@@ -19,9 +19,17 @@ pub struct ServeArgs {
     /// Base model directory (config.json, *.safetensors, tokenizer.json)
     #[arg(long)]
     model: PathBuf,
-    /// An adapter to serve, as NAME=DIR (repeatable); requests pick it with model "BASE:NAME" or "NAME"
-    #[arg(long = "adapter", value_name = "NAME=DIR")]
+    /// An adapter to serve, as NAME=DIR (repeatable); requests pick it with model "BASE:NAME" or
+    /// "NAME". NAME=DIR,kb=KBDIR gives it its own knowledge base (kb=none: no retrieval for it)
+    #[arg(long = "adapter", value_name = "NAME=DIR[,kb=KBDIR]")]
     adapters: Vec<String>,
+    /// Retrieval (RAG): --kb DIR is the default knowledge base, used by the base model and the
+    /// adapters without their own; --kb-k, --kb-tokens, --kb-template, --kb-mode as for chat
+    #[command(flatten)]
+    kb: crate::kb_cmd::ChatKbArgs,
+    /// Directory under which POST /admin/adapters may attach knowledge bases ("kb": "NAME")
+    #[arg(long)]
+    kb_dir: Option<PathBuf>,
     /// Address to bind (default loopback only; use 0.0.0.0 deliberately, with --api-key)
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -68,10 +76,19 @@ fn read_secret_lines(path: &PathBuf) -> Result<Vec<String>> {
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
 }
 
-fn parse_adapter(spec: &str) -> Result<(String, PathBuf)> {
-    match spec.split_once('=') {
-        Some((name, dir)) if !name.is_empty() && !dir.is_empty() => Ok((name.to_string(), PathBuf::from(dir))),
-        _ => bail!("--adapter {spec:?}: expected NAME=DIR"),
+/// `NAME=DIR`, or `NAME=DIR,kb=KBDIR` / `NAME=DIR,kb=none`: (name, dir, knowledge base: `None`
+/// when not given, `Some(None)` for none).
+type AdapterSpec = (String, PathBuf, Option<Option<PathBuf>>);
+
+fn parse_adapter(spec: &str) -> Result<AdapterSpec> {
+    let (main, kb) = match spec.rsplit_once(",kb=") {
+        Some((m, kb)) if !kb.is_empty() => (m, Some(if kb == "none" { None } else { Some(PathBuf::from(kb)) })),
+        Some(_) => bail!("--adapter {spec:?}: kb= needs a knowledge-base directory (or none)"),
+        None => (spec, None),
+    };
+    match main.split_once('=') {
+        Some((name, dir)) if !name.is_empty() && !dir.is_empty() => Ok((name.to_string(), PathBuf::from(dir), kb)),
+        _ => bail!("--adapter {spec:?}: expected NAME=DIR or NAME=DIR,kb=KBDIR"),
     }
 }
 
@@ -80,7 +97,21 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn run_serve(args: ServeArgs) -> Result<()> {
-    let adapters = args.adapters.iter().map(|s| parse_adapter(s)).collect::<Result<Vec<_>>>()?;
+    let specs = args.adapters.iter().map(|s| parse_adapter(s)).collect::<Result<Vec<_>>>()?;
+    let adapters: Vec<(String, PathBuf)> = specs.iter().map(|(n, d, _)| (n.clone(), d.clone())).collect();
+    let adapter_kbs: Vec<(String, Option<PathBuf>)> = specs.iter().filter_map(|(n, _, kb)| kb.clone().map(|kb| (n.clone(), kb))).collect();
+    let rag = deepfeed_serve::rag::RagSettings {
+        k: args.kb.kb_k,
+        max_tokens: args.kb.kb_tokens,
+        template: args.kb.kb_template.clone().unwrap_or_else(|| deepfeed_kb::rag::DEFAULT_TEMPLATE.into()),
+        mode: args.kb.kb_mode.parse()?,
+    };
+    if !(1..=deepfeed_serve::rag::MAX_K).contains(&rag.k) {
+        bail!("--kb-k {}: expected 1 to {}", rag.k, deepfeed_serve::rag::MAX_K);
+    }
+    if !rag.template.contains("{question}") || !rag.template.contains("{passages}") {
+        bail!("--kb-template must contain {{passages}} and {{question}}");
+    }
     let mut api_keys = match &args.api_key_file {
         Some(p) => read_secret_lines(p)?,
         None => vec![],
@@ -112,6 +143,11 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
         max_active: args.max_active,
         request_timeout: Duration::from_secs(args.timeout_secs),
         feedback_db: args.feedback_db.clone(),
+        kb: args.kb.kb.clone(),
+        kb_embedder: args.kb.embedder.clone(),
+        rag,
+        adapter_kbs,
+        kb_dir: args.kb_dir.clone(),
     };
     let model = Model::load(&args.model, &inference_device())?;
     let rt = runtime()?;
@@ -119,9 +155,10 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
         let server = deepfeed_serve::start(model, &adapters, cfg).await?;
         let reg = &server.state.registry;
         eprintln!(
-            "deepfeed serve: model {:?}{} on http://{} (OpenAI API under /v1, metrics at /metrics); Ctrl-C stops",
+            "deepfeed serve: model {:?}{}{} on http://{} (OpenAI API under /v1, metrics at /metrics); Ctrl-C stops",
             reg.base_name,
-            if reg.is_empty() { String::new() } else { format!(" with adapters {}", reg.list().iter().map(|a| a.name.clone()).collect::<Vec<_>>().join(", ")) },
+            if reg.is_empty() { String::new() } else { format!(" with adapters {}", reg.list().iter().map(|a| if a.kb == "default" { a.name.clone() } else { format!("{} (kb {})", a.name, a.kb) }).collect::<Vec<_>>().join(", ")) },
+            reg.default_kb.as_ref().map_or(String::new(), |kb| format!(", knowledge base {}", kb.dir.display())),
             server.addr
         );
         server.wait_for_ctrl_c().await;

@@ -60,6 +60,18 @@ fn kb_add_search_stats_delete_and_chat_with_citations() {
     let out = ok(&deepfeed(&["chat", "--model", "m", "--kb", "kb", "--prompt", "How long is the warranty?", "--max-tokens", "4"], p));
     let sources = out.split("Sources:").nth(1).unwrap_or_else(|| panic!("no sources: {out}"));
     assert!(sources.contains("[1] ") && sources.contains("warranty.md"), "{out}");
+    let out = ok(&deepfeed(&["chat", "--model", "m", "--kb", "kb", "--kb-mode", "bm25", "--kb-k", "1", "--prompt", "发票", "--max-tokens", "2"], p));
+    assert!(out.contains("Sources:\n  [1] ") && out.contains("invoices.txt") && !out.contains("[2]"), "{out}");
+
+    // serve --kb: knowledge-base problems stop the start, with the path named
+    let err = error(&deepfeed(&["serve", "--model", "m", "--kb", "docs", "--port", "0"], p));
+    assert!(err.contains("docs") && err.contains("not a knowledge base"), "{err}");
+    let err = error(&deepfeed(&["serve", "--model", "m", "--kb", "kb", "--embedder", "m", "--port", "0"], p));
+    assert!(err.contains("kb") && err.contains("encoder"), "{err}");
+    let err = error(&deepfeed(&["serve", "--model", "m", "--adapter", "a=x,kb=", "--port", "0"], p));
+    assert!(err.contains("kb="), "{err}");
+    let err = error(&deepfeed(&["serve", "--model", "m", "--kb", "kb", "--kb-mode", "fuzzy", "--port", "0"], p));
+    assert!(err.contains("bm25, vector or hybrid"), "{err}");
 
     let out = ok(&deepfeed(&["kb", "delete", "--kb", "kb", "--doc", "docs/warranty.md"], p));
     assert!(out.contains("deleted") && out.contains("warranty.md"), "{out}");

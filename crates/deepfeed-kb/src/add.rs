@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use crate::embed::{Embedder, TextKind};
 use crate::error::{KbError, Result};
-use crate::store::{KbStore, NewChunk, Replaced};
+use crate::backend::KbBackend;
+use crate::store::{NewChunk, Replaced};
 
 #[derive(Debug, Clone)]
 pub struct AddOptions {
@@ -73,16 +74,19 @@ fn read_grouped(path: &Path) -> Result<Vec<SourceRecords>> {
 }
 
 /// Adds (or updates) the documents under `sources`. `progress` is told about each document.
-pub fn add_sources(store: &mut KbStore, embedder: &Embedder, sources: &[PathBuf], opts: &AddOptions, progress: &mut dyn FnMut(&str)) -> Result<AddReport> {
+pub fn add_sources(store: &mut dyn KbBackend, embedder: &Embedder, sources: &[PathBuf], opts: &AddOptions, progress: &mut dyn FnMut(&str)) -> Result<AddReport> {
     // ingest output of an earlier run that was killed (one writer at a time)
-    if let Ok(entries) = std::fs::read_dir(&store.dir) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".ingest-") {
-                let _ = std::fs::remove_file(e.path());
+    let scratch = store.scratch_dir();
+    if scratch != std::env::temp_dir() {
+        if let Ok(entries) = std::fs::read_dir(&scratch) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".ingest-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
             }
         }
     }
-    let tmp = store.dir.join(format!(".ingest-{}.jsonl", std::process::id()));
+    let tmp = scratch.join(format!(".ingest-{}-{:x}.jsonl", std::process::id(), rand::random::<u32>()));
     // PII is masked by ingest itself, before anything is written (also to this temporary file)
     let ingest_opts = IngestOptions { pii: opts.mask_pii.then(PiiOptions::default), ..opts.ingest.clone() };
     let inputs = Inputs { documents: sources.to_vec(), ..Default::default() };

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::embed::{Embedder, TextKind};
 use crate::error::{KbError, Result};
-use crate::store::KbStore;
+use crate::backend::KbBackend;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -70,7 +70,7 @@ pub fn rrf(lists: &[&[i64]], k: f32) -> Vec<(i64, f32)> {
 }
 
 pub struct Retriever<'a> {
-    pub store: &'a KbStore,
+    pub store: &'a dyn KbBackend,
     /// Needed for vector and hybrid search.
     pub embedder: Option<&'a Embedder<'a>>,
     /// Candidates taken from each list before fusion.
@@ -78,7 +78,7 @@ pub struct Retriever<'a> {
 }
 
 impl<'a> Retriever<'a> {
-    pub fn new(store: &'a KbStore, embedder: Option<&'a Embedder<'a>>) -> Self {
+    pub fn new(store: &'a dyn KbBackend, embedder: Option<&'a Embedder<'a>>) -> Self {
         Retriever { store, embedder, candidates: 50 }
     }
 

@@ -91,6 +91,10 @@ pub struct ChatRequest {
     pub tools: Option<Vec<Value>>,
     #[serde(default)]
     pub logprobs: Option<bool>,
+    /// Extension: retrieval from the model's knowledge base, `true`/`false` or
+    /// `{"k", "mode", "max_tokens"}` (OpenAI clients send it through `extra_body`).
+    #[serde(default)]
+    pub kb: Option<Value>,
 }
 
 /// `prompt`: a string, an array with one string, or an array of token ids.
@@ -118,6 +122,8 @@ pub struct CompletionRequest {
     pub logprobs: Option<Value>,
     #[serde(default)]
     pub best_of: Option<u64>,
+    #[serde(default)]
+    pub kb: Option<Value>,
 }
 
 /// Limits the server enforces on every request.
@@ -245,6 +251,9 @@ impl CompletionRequest {
         if self.logprobs.as_ref().is_some_and(|v| !v.is_null()) {
             return Err(ApiError::bad_param("logprobs", "logprobs are not supported by this server"));
         }
+        if self.kb.as_ref().is_some_and(|v| !v.is_null() && *v != Value::Bool(false)) {
+            return Err(ApiError::bad_param("kb", "retrieval (kb) is done for chat completions only (it searches the last user message)"));
+        }
         if self.best_of.is_some_and(|b| b != 1) {
             return Err(ApiError::bad_param("best_of", "only best_of=1 is supported"));
         }
@@ -273,6 +282,10 @@ pub struct AdapterRequest {
     pub name: String,
     /// A directory under the configured adapter root (relative paths are taken from there).
     pub path: String,
+    /// The adapter's knowledge base: a directory under `--kb-dir`, `"default"` (the server's
+    /// `--kb`) or `"none"`. Absent: what the adapter had before a reload, else `"default"`.
+    #[serde(default)]
+    pub kb: Option<String>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod feedback;
 pub mod loadgen;
 pub mod metrics;
 pub mod metrics_endpoint;
+pub mod rag;
 pub mod registry;
 pub mod server;
 

@@ -42,6 +42,15 @@ fn token_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
+fn retrieval_histogram() -> Histogram {
+    // 0.1 ms … ~3.3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+fn passages_histogram() -> Histogram {
+    Histogram::new([0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 50.0].into_iter())
+}
+
 pub struct ServeMetrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -57,6 +66,8 @@ pub struct ServeMetrics {
     pub kv_cache_bytes: Gauge,
     pub adapters_loaded: Gauge,
     pub feedback: Family<ReasonLabel, Counter>,
+    pub retrieval_seconds: Hist,
+    pub retrieval_passages: Hist,
     resident_memory: Gauge<f64, AtomicU64>,
     engine_steps: Counter<u64>,
 }
@@ -96,6 +107,10 @@ impl ServeMetrics {
         r.register("deepfeed_adapters_loaded", "LoRA adapters loaded over the base model", adapters_loaded.clone());
         let feedback = Family::<ReasonLabel, Counter>::default();
         r.register("deepfeed_feedback", "Feedback received, by kind (up, down, rewrite)", feedback.clone());
+        let retrieval_seconds: Hist = Family::new_with_constructor(retrieval_histogram);
+        r.register("deepfeed_retrieval_seconds", "Knowledge-base retrieval per request (embedding the question, search, prompt building)", retrieval_seconds.clone());
+        let retrieval_passages: Hist = Family::new_with_constructor(passages_histogram);
+        r.register("deepfeed_retrieval_passages", "Passages put into the prompt per retrieval", retrieval_passages.clone());
         let resident_memory = Gauge::<f64, AtomicU64>::default();
         r.register("process_resident_memory_bytes", "Resident memory of the server process", resident_memory.clone());
         let engine_steps = Counter::default();
@@ -115,6 +130,8 @@ impl ServeMetrics {
             kv_cache_bytes,
             adapters_loaded,
             feedback,
+            retrieval_seconds,
+            retrieval_passages,
             resident_memory,
             engine_steps,
         }
@@ -145,6 +162,13 @@ impl ServeMetrics {
                 self.time_per_output_token.get_or_create(&l).observe(per);
             }
         }
+    }
+
+    /// Records one retrieval.
+    pub fn retrieval(&self, adapter: &str, took: Duration, passages: usize) {
+        let l = AdapterLabel { adapter: adapter.into() };
+        self.retrieval_seconds.get_or_create(&l).observe(took.as_secs_f64());
+        self.retrieval_passages.get_or_create(&l).observe(passages as f64);
     }
 
     /// The text exposition (process RSS read now).

@@ -11,6 +11,29 @@ use deepfeed_model::Model;
 use serde::Serialize;
 
 use crate::error::ApiError;
+use crate::rag::KnowledgeBase;
+
+/// Which knowledge base answers for an adapter.
+#[derive(Clone, Default)]
+pub enum AdapterKb {
+    /// The server's `--kb`, if any.
+    #[default]
+    Default,
+    /// Its own.
+    Own(Arc<KnowledgeBase>),
+    /// None, even when the server has a default one.
+    Off,
+}
+
+impl AdapterKb {
+    fn describe(&self) -> String {
+        match self {
+            AdapterKb::Default => "default".into(),
+            AdapterKb::Own(kb) => kb.dir.display().to_string(),
+            AdapterKb::Off => "none".into(),
+        }
+    }
+}
 
 pub struct LoadedAdapter {
     pub model: Arc<Model>,
@@ -18,6 +41,7 @@ pub struct LoadedAdapter {
     /// Bumped by every reload.
     pub version: u64,
     pub loaded_at: u64,
+    pub kb: AdapterKb,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +50,16 @@ pub struct AdapterInfo {
     pub path: String,
     pub version: u64,
     pub loaded_at: u64,
+    /// Its knowledge base: a directory, `default` (the server's `--kb`) or `none`.
+    pub kb: String,
+}
+
+/// What a request's `model` resolved to.
+pub struct Resolved {
+    /// `base` or the adapter name (metrics label).
+    pub label: String,
+    pub model: Arc<Model>,
+    pub kb: Option<Arc<KnowledgeBase>>,
 }
 
 pub struct Registry {
@@ -33,6 +67,10 @@ pub struct Registry {
     pub base: Arc<Model>,
     /// Admin loads must resolve inside this directory (canonicalised); `None`: admin loads off.
     pub adapter_root: Option<PathBuf>,
+    /// Knowledge bases attached over HTTP must lie under this directory (canonicalised).
+    pub kb_root: Option<PathBuf>,
+    /// The server's `--kb`: used by the base model and by adapters without their own.
+    pub default_kb: Option<Arc<KnowledgeBase>>,
     adapters: RwLock<BTreeMap<String, LoadedAdapter>>,
     pub created: u64,
 }
@@ -56,14 +94,52 @@ pub fn check_adapter_name(name: &str) -> Result<(), ApiError> {
 
 impl Registry {
     pub fn new(base_name: String, base: Arc<Model>, adapter_root: Option<PathBuf>) -> Self {
-        Registry { base_name, base, adapter_root, adapters: RwLock::new(BTreeMap::new()), created: unix_now() }
+        Registry { base_name, base, adapter_root, kb_root: None, default_kb: None, adapters: RwLock::new(BTreeMap::new()), created: unix_now() }
+    }
+
+    /// The handle and knowledge base for a request's `model` (see [`Registry::resolve`]), read
+    /// together so that a hot swap cannot pair one adapter's weights with another's knowledge base.
+    pub fn resolve_with_kb(&self, requested: &str) -> Result<Resolved, ApiError> {
+        let (label, model, kb) = self.lookup(requested)?;
+        let kb = match kb {
+            None | Some(AdapterKb::Default) => self.default_kb.clone(),
+            Some(AdapterKb::Own(kb)) => Some(kb),
+            Some(AdapterKb::Off) => None,
+        };
+        Ok(Resolved { label, model, kb })
+    }
+
+    /// The knowledge base an adapter has now (`None`: not loaded).
+    pub fn adapter_kb(&self, name: &str) -> Option<AdapterKb> {
+        self.adapters.read().expect("adapter registry lock").get(name).map(|a| a.kb.clone())
+    }
+
+    /// Where an admin request's knowledge-base `kb` points, if it is allowed: under `kb_root`,
+    /// canonicalised, as for adapter paths.
+    pub fn admin_kb_path(&self, requested: &str) -> Result<PathBuf, ApiError> {
+        let root = self.kb_root.as_ref().ok_or_else(|| {
+            ApiError::forbidden("attaching knowledge bases over HTTP is off: start the server with --kb-dir DIR to allow knowledge bases under DIR")
+        })?;
+        let canonical = root
+            .join(requested)
+            .canonicalize()
+            .map_err(|e| ApiError::bad_param("kb", format!("knowledge base {requested:?} under the knowledge-base directory: {e}")))?;
+        if !canonical.starts_with(root) {
+            return Err(ApiError::forbidden(format!("knowledge base {requested:?} is outside the knowledge-base directory")));
+        }
+        Ok(canonical)
     }
 
     /// The handle for a request's `model`: the base name, `base:adapter`, or an adapter name.
     /// Returns the adapter label used in metrics (`base` for the base model) and the handle.
     pub fn resolve(&self, requested: &str) -> Result<(String, Arc<Model>), ApiError> {
+        self.lookup(requested).map(|(label, model, _)| (label, model))
+    }
+
+    /// (label, handle, the adapter's knowledge-base choice; `None` for the base model).
+    fn lookup(&self, requested: &str) -> Result<(String, Arc<Model>, Option<AdapterKb>), ApiError> {
         if requested == self.base_name {
-            return Ok(("base".into(), self.base.clone()));
+            return Ok(("base".into(), self.base.clone(), None));
         }
         let name = match requested.split_once(':') {
             Some((base, adapter)) if base == self.base_name => adapter,
@@ -77,7 +153,7 @@ impl Registry {
         };
         let adapters = self.adapters.read().expect("adapter registry lock");
         match adapters.get(name) {
-            Some(a) => Ok((name.to_string(), a.model.clone())),
+            Some(a) => Ok((name.to_string(), a.model.clone(), Some(a.kb.clone()))),
             None => Err(ApiError::not_found(
                 format!(
                     "the model {requested:?} does not exist: expected {:?}{}",
@@ -94,7 +170,7 @@ impl Registry {
             .read()
             .expect("adapter registry lock")
             .iter()
-            .map(|(name, a)| AdapterInfo { name: name.clone(), path: a.path.display().to_string(), version: a.version, loaded_at: a.loaded_at })
+            .map(|(name, a)| AdapterInfo { name: name.clone(), path: a.path.display().to_string(), version: a.version, loaded_at: a.loaded_at, kb: a.kb.describe() })
             .collect()
     }
 
@@ -128,6 +204,11 @@ impl Registry {
     /// Loads (or reloads) an adapter; blocking (reads the weights). Returns its info and whether
     /// it replaced an existing one.
     pub fn load(&self, name: &str, path: &Path) -> Result<(AdapterInfo, bool), ApiError> {
+        self.load_with_kb(name, path, AdapterKb::Default)
+    }
+
+    /// [`Registry::load`] with the adapter's knowledge base.
+    pub fn load_with_kb(&self, name: &str, path: &Path, kb: AdapterKb) -> Result<(AdapterInfo, bool), ApiError> {
         check_adapter_name(name)?;
         if name == self.base_name {
             return Err(ApiError::bad_param("name", format!("adapter name {name:?} is the base model's name")));
@@ -135,8 +216,8 @@ impl Registry {
         let (model, _cfg) = self.base.with_adapter(path).map_err(|e| ApiError::bad_param("path", format!("cannot load adapter {name:?}: {e}")))?;
         let mut adapters = self.adapters.write().expect("adapter registry lock");
         let version = adapters.get(name).map_or(1, |a| a.version + 1);
-        let entry = LoadedAdapter { model: Arc::new(model), path: path.to_path_buf(), version, loaded_at: unix_now() };
-        let info = AdapterInfo { name: name.into(), path: path.display().to_string(), version, loaded_at: entry.loaded_at };
+        let info = AdapterInfo { name: name.into(), path: path.display().to_string(), version, loaded_at: unix_now(), kb: kb.describe() };
+        let entry = LoadedAdapter { model: Arc::new(model), path: path.to_path_buf(), version, loaded_at: info.loaded_at, kb };
         let replaced = adapters.insert(name.to_string(), entry).is_some();
         Ok((info, replaced))
     }

@@ -25,7 +25,9 @@ use crate::engine::{Engine, EngineConfig, Event, Job, SubmitError};
 use crate::error::{ApiError, Result, ServeError};
 use crate::feedback::{FeedbackStore, Prompt, Rating, ResponseRecord};
 use crate::metrics::{ServeMetrics, CONTENT_TYPE};
-use crate::registry::{unix_now, Registry};
+use crate::rag::{retrieval_for_request, KnowledgeBase, RagSettings};
+use crate::registry::{unix_now, AdapterKb, Registry};
+use deepfeed_kb::rag::Citation;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -47,6 +49,18 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// SQLite file for responses and feedback; `None`: /v1/feedback answers 404.
     pub feedback_db: Option<PathBuf>,
+    /// The default knowledge base (`deepfeed kb` directory): the base model and adapters without
+    /// their own use it. `None`: no retrieval unless an adapter has a knowledge base.
+    pub kb: Option<PathBuf>,
+    /// Encoder for the questions (default: the one each knowledge base was built with).
+    pub kb_embedder: Option<PathBuf>,
+    /// Retrieval defaults (k, token budget, template, mode).
+    pub rag: RagSettings,
+    /// Knowledge bases of startup adapters (`--adapter NAME=DIR,kb=KBDIR`): adapter name →
+    /// directory, or `None` for no knowledge base (`kb=none`). Others use `kb`.
+    pub adapter_kbs: Vec<(String, Option<PathBuf>)>,
+    /// Admin loads may attach knowledge bases under this directory; `None`: they may not.
+    pub kb_dir: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -65,6 +79,11 @@ impl Default for ServeConfig {
             max_active: 8,
             request_timeout: crate::engine::DEFAULT_TIMEOUT,
             feedback_db: None,
+            kb: None,
+            kb_embedder: None,
+            rag: RagSettings::default(),
+            adapter_kbs: vec![],
+            kb_dir: None,
         }
     }
 }
@@ -126,10 +145,38 @@ pub async fn start(model: Model, adapters: &[(String, PathBuf)], cfg: ServeConfi
         Some(d) => Some(d.canonicalize().map_err(|e| ServeError::Io { path: d.clone(), source: e })?),
         None => None,
     };
-    let registry = Registry::new(base_name, Arc::new(model), adapter_root);
+    let base = Arc::new(model);
+    let mut registry = Registry::new(base_name, base.clone(), adapter_root);
+    registry.kb_root = match &cfg.kb_dir {
+        Some(d) => Some(d.canonicalize().map_err(|e| ServeError::Io { path: d.clone(), source: e })?),
+        None => None,
+    };
+    // knowledge bases are opened once (one per directory), and every problem stops the start
+    let mut opened: Vec<(PathBuf, Arc<KnowledgeBase>)> = Vec::new();
+    let mut open_kb = |dir: &PathBuf| -> Result<Arc<KnowledgeBase>> {
+        let key = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        if let Some((_, kb)) = opened.iter().find(|(k, _)| *k == key) {
+            return Ok(kb.clone());
+        }
+        let kb = Arc::new(KnowledgeBase::open(dir, cfg.kb_embedder.as_deref(), &base)?);
+        opened.push((key, kb.clone()));
+        Ok(kb)
+    };
+    if let Some(dir) = &cfg.kb {
+        registry.default_kb = Some(open_kb(dir)?);
+    }
+    for (name, _) in &cfg.adapter_kbs {
+        if !adapters.iter().any(|(n, _)| n == name) {
+            return Err(ServeError::Invalid(format!("a knowledge base is configured for the adapter {name:?}, which is not among the adapters to load")));
+        }
+    }
     for (name, dir) in adapters {
-        let reg = &registry;
-        reg.load(name, dir).map_err(|e| ServeError::Invalid(format!("--adapter {name}={}: {}", dir.display(), e.message)))?;
+        let kb = match cfg.adapter_kbs.iter().find(|(n, _)| n == name) {
+            None => AdapterKb::Default,
+            Some((_, None)) => AdapterKb::Off,
+            Some((_, Some(kb_dir))) => AdapterKb::Own(open_kb(kb_dir)?),
+        };
+        registry.load_with_kb(name, dir, kb).map_err(|e| ServeError::Invalid(format!("--adapter {name}={}: {}", dir.display(), e.message)))?;
     }
     let feedback = match &cfg.feedback_db {
         Some(p) => Some(Arc::new(FeedbackStore::open(p)?)),
@@ -181,6 +228,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         "ready": ready,
         "model": st.registry.base_name,
         "adapters": st.registry.len(),
+        "kb": st.registry.default_kb.as_ref().map(|kb| kb.dir.display().to_string()),
     });
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
@@ -274,6 +322,8 @@ struct Prepared {
     opts: GenerateOptions,
     stream: bool,
     include_usage: bool,
+    /// Passages put into the prompt; `None`: no retrieval was done (no `citations` field).
+    citations: Option<Vec<Citation>>,
     prompt: Prompt,
     chat: bool,
     arrived: Instant,
@@ -312,11 +362,20 @@ async fn chat_completions(State(st): State<Arc<AppState>>, headers: HeaderMap, b
         let bytes = read_body(&st, &headers, body).await?;
         let req: ChatRequest = parse_body(&bytes)?;
         let sampling: Sampling = parse_body(&bytes)?;
-        let (label, model) = st.registry.resolve(&req.model)?;
+        let resolved = st.registry.resolve_with_kb(&req.model)?;
+        let (label, model) = (resolved.label, resolved.model);
         adapter = label.clone();
         let messages = req.chat_messages()?;
         let opts = sampling.options(limits(&st))?;
-        let text = model.tokenizer.apply_chat_template(&messages, true).map_err(|e| ApiError::bad_param("messages", e.to_string()))?;
+        let retrieval = retrieval_for_request(req.kb.as_ref(), resolved.kb.is_some(), &req.model, &st.cfg.rag, st.cfg.max_prompt_tokens)?;
+        let (prompt_messages, citations) = match (retrieval, resolved.kb) {
+            (Some(o), Some(kb)) => {
+                let (m, c) = augment(&st, &label, kb, model.clone(), messages.clone(), o).await?;
+                (m, Some(c))
+            }
+            _ => (messages.clone(), None),
+        };
+        let text = model.tokenizer.apply_chat_template(&prompt_messages, true).map_err(|e| ApiError::bad_param("messages", e.to_string()))?;
         let ids = model.tokenizer.encode(&text, false).map_err(|e| ApiError::bad_param("messages", e.to_string()))?;
         check_prompt(&st, &model, &ids)?;
         let p = Prepared {
@@ -328,6 +387,7 @@ async fn chat_completions(State(st): State<Arc<AppState>>, headers: HeaderMap, b
             opts,
             stream: req.stream,
             include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+            citations,
             prompt: Prompt::Chat(messages),
             chat: true,
             arrived,
@@ -374,6 +434,7 @@ async fn completions(State(st): State<Arc<AppState>>, headers: HeaderMap, body: 
             opts,
             stream: req.stream,
             include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+            citations: None,
             prompt: Prompt::Text(text),
             chat: false,
             arrived,
@@ -382,6 +443,33 @@ async fn completions(State(st): State<Arc<AppState>>, headers: HeaderMap, body: 
     }
     .await;
     counted(&st, "completions", &adapter, r)
+}
+
+/// Retrieval for the last user turn, on tokio's blocking pool (it embeds the question and reads
+/// SQLite and the index): the turn is replaced by the template with the passages, and the
+/// citations returned. A chat without a user turn (or an empty one) is left as it is, with no
+/// citations.
+async fn augment(
+    st: &Arc<AppState>,
+    label: &str,
+    kb: Arc<KnowledgeBase>,
+    model: Arc<Model>,
+    mut messages: Vec<deepfeed_model::ChatMessage>,
+    opts: crate::rag::RetrievalOptions,
+) -> std::result::Result<(Vec<deepfeed_model::ChatMessage>, Vec<Citation>), ApiError> {
+    let Some(i) = messages.iter().rposition(|m| m.role == "user") else { return Ok((messages, vec![])) };
+    let question = messages[i].content.clone();
+    if question.trim().is_empty() {
+        return Ok((messages, vec![]));
+    }
+    let t = Instant::now();
+    let (turn, citations) = tokio::task::spawn_blocking(move || kb.augment(&model, &question, &opts).map_err(|e| (kb.dir.clone(), e)))
+        .await
+        .map_err(|e| ApiError::internal(format!("retrieval: {e}")))?
+        .map_err(|(dir, e)| ApiError::internal(format!("retrieval from the knowledge base {}: {e}", dir.display())))?;
+    st.metrics.retrieval(label, t.elapsed(), citations.len());
+    messages[i] = turn;
+    Ok((messages, citations))
 }
 
 /// Decrements the in-flight gauge when the request ends, however it ends.
@@ -447,11 +535,16 @@ async fn whole_response(st: Arc<AppState>, p: Prepared, mut rx: mpsc::UnboundedR
                 record(&st, &p, &text, finish).await?;
                 let created = unix_now();
                 let body = if p.chat {
-                    json!({
+                    let mut b = json!({
                         "id": p.id, "object": "chat.completion", "created": created, "model": p.model_id,
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_str(finish), "logprobs": null}],
                         "usage": usage(prompt_tokens, completion_tokens),
-                    })
+                    });
+                    // an extra top-level field: OpenAI clients keep it in `model_extra`
+                    if let Some(c) = &p.citations {
+                        b["citations"] = json!(c);
+                    }
+                    b
                 } else {
                     json!({
                         "id": p.id, "object": "text_completion", "created": created, "model": p.model_id,
@@ -506,15 +599,18 @@ struct StreamState {
 
 impl StreamState {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> SseEvent {
+        SseEvent::default().data(self.chunk_value(delta, finish).to_string())
+    }
+
+    fn chunk_value(&self, delta: Value, finish: Option<&str>) -> Value {
         let created = unix_now();
-        let body = if self.p.chat {
+        if self.p.chat {
             json!({"id": self.p.id, "object": "chat.completion.chunk", "created": created, "model": self.p.model_id,
                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]})
         } else {
             json!({"id": self.p.id, "object": "text_completion", "created": created, "model": self.p.model_id,
                    "choices": [{"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "finish_reason": finish, "logprobs": null}]})
-        };
-        SseEvent::default().data(body.to_string())
+        }
     }
 
     fn usage_chunk(&self, prompt_tokens: usize, completion_tokens: usize) -> SseEvent {
@@ -539,8 +635,12 @@ fn stream_response(st: Arc<AppState>, p: Prepared, rx: mpsc::UnboundedReceiver<E
             }
             if s.p.chat && !s.sent_role {
                 s.sent_role = true;
-                let ev = s.chunk(json!({"role": "assistant", "content": ""}), None);
-                return Some((ok(ev), s));
+                let mut ev = s.chunk_value(json!({"role": "assistant", "content": ""}), None);
+                // the citations ride on the first chunk, known before any token
+                if let Some(c) = &s.p.citations {
+                    ev["citations"] = json!(c);
+                }
+                return Some((ok(SseEvent::default().data(ev.to_string())), s));
             }
             match s.rx.recv().await {
                 Some(Event::Token { text }) => {
@@ -631,10 +731,27 @@ async fn admin_load(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
         let req: AdapterRequest = parse_body(&bytes)?;
         crate::registry::check_adapter_name(&req.name)?;
         let path = st.registry.admin_path(&req.path)?;
+        let kb_path = match req.kb.as_deref() {
+            None | Some("default") | Some("none") => None,
+            Some(p) => Some(st.registry.admin_kb_path(p)?),
+        };
         let st2 = st.clone();
-        let (info, replaced) = tokio::task::spawn_blocking(move || st2.registry.load(&req.name, &path))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
+        let (info, replaced) = tokio::task::spawn_blocking(move || {
+            let kb = match (req.kb.as_deref(), kb_path) {
+                (_, Some(dir)) => {
+                    // opened afresh, so a reload also picks up what `kb add` changed since
+                    let kb = KnowledgeBase::open(&dir, st2.cfg.kb_embedder.as_deref(), &st2.registry.base).map_err(|e| ApiError::bad_param("kb", e.to_string()))?;
+                    AdapterKb::Own(Arc::new(kb))
+                }
+                (Some("none"), None) => AdapterKb::Off,
+                (Some(_), None) => AdapterKb::Default,
+                // a reload without `kb` keeps the adapter's knowledge base
+                (None, None) => st2.registry.adapter_kb(&req.name).unwrap_or_default(),
+            };
+            st2.registry.load_with_kb(&req.name, &path, kb)
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
         st.metrics.adapters_loaded.set(st.registry.len() as i64);
         let code = if replaced { StatusCode::OK } else { StatusCode::CREATED };
         Ok((code, Json(json!({"adapter": info, "replaced": replaced, "model": format!("{}:{}", st.registry.base_name, info.name)}))).into_response())
