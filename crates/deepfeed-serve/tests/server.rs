@@ -314,6 +314,16 @@ async fn metrics_scrape_has_every_series() {
     assert!(sample(&text, "deepfeed_prompt_tokens_total", &[("adapter", "base")]) >= 1.0);
     assert!(sample(&text, "process_resident_memory_bytes", &[]) > 1e6);
     assert_eq!(sample(&text, "deepfeed_adapters_loaded", &[]), 2.0);
+    // the engine thread updates its gauges after the step that sent the last token, so a scrape
+    // right after the answer can still see that step's KV cache: wait for it (at most 2 s)
+    let mut text = text;
+    for _ in 0..40 {
+        if sample(&text, "deepfeed_kv_cache_bytes", &[]) == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = client().get(url(&s, "/metrics")).send().await.unwrap().text().await.unwrap();
+    }
     for g in ["deepfeed_queue_depth", "deepfeed_requests_in_flight", "deepfeed_kv_cache_bytes"] {
         assert_eq!(sample(&text, g, &[]), 0.0, "{g}");
     }
