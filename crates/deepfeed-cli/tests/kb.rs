@@ -57,6 +57,21 @@ fn kb_add_search_stats_delete_and_chat_with_citations() {
 
     // chat --kb: passages in the prompt, sources after the answer
     ok(&deepfeed(&["init-tiny", "--out", "m"], p));
+    // --rerank-model: the same hits, reordered by the chat model's mean log-probability of the
+    // question after each passage (a log-probability: finite, at most 0), best first
+    let plain: serde_json::Value = serde_json::from_str(&ok(&deepfeed(&["kb", "search", "warranty 发票", "--kb", "kb", "--k", "2", "--json"], p))).unwrap();
+    let reranked: serde_json::Value =
+        serde_json::from_str(&ok(&deepfeed(&["kb", "search", "warranty 发票", "--kb", "kb", "--k", "2", "--json", "--rerank-model", "m"], p))).unwrap();
+    let ids = |v: &serde_json::Value| {
+        let mut s: Vec<String> = v.as_array().unwrap().iter().map(|h| h["source"].as_str().unwrap().to_string()).collect();
+        s.sort();
+        s
+    };
+    assert_eq!(ids(&plain), ids(&reranked));
+    let scores: Vec<f64> = reranked.as_array().unwrap().iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.len() == 2 && scores.iter().all(|s| s.is_finite() && *s <= 0.0) && scores[0] >= scores[1], "{scores:?}");
+    let err = error(&deepfeed(&["kb", "search", "x", "--kb", "kb", "--rerank-model", "no-such-model"], p));
+    assert!(err.contains("no-such-model"), "{err}");
     let out = ok(&deepfeed(&["chat", "--model", "m", "--kb", "kb", "--prompt", "How long is the warranty?", "--max-tokens", "4"], p));
     let sources = out.split("Sources:").nth(1).unwrap_or_else(|| panic!("no sources: {out}"));
     assert!(sources.contains("[1] ") && sources.contains("warranty.md"), "{out}");
