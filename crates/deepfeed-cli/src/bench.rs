@@ -51,6 +51,9 @@ pub enum BenchCommand {
         /// Megabytes given to the (much slower) Python peer; its MB/s is compared
         #[arg(long, default_value_t = 5)]
         peer_mb: usize,
+        /// Rounds (each engine once per round, taking turns); medians are printed
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
         /// Python with numpy for the peer measurement
         #[arg(long, default_value = "python3")]
         python: String,
@@ -100,7 +103,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Train(b) => train_bench(b),
         BenchCommand::Serve(a) => crate::serve_cmd::run_bench_serve(a),
         BenchCommand::Kb(a) => crate::kb_cmd::run_bench(a),
-        BenchCommand::Clean { mb, peer_mb, python, no_peer, address_name } => clean_bench(mb, peer_mb, (!no_peer).then_some(python), address_name),
+        BenchCommand::Clean { mb, peer_mb, python, no_peer, address_name, runs } => clean_bench(mb, peer_mb, (!no_peer).then_some(python), address_name, runs),
     }
 }
 
@@ -168,7 +171,7 @@ fn thread_cpu_seconds() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-fn clean_bench(mb: usize, peer_mb: usize, python: Option<String>, address_name: bool) -> Result<()> {
+fn clean_bench(mb: usize, peer_mb: usize, python: Option<String>, address_name: bool, runs: usize) -> Result<()> {
     use deepfeed_data::clean::{clean_file, CleanOptions, Step};
     let scratch = std::env::temp_dir().join(format!("deepfeed-bench-clean-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
@@ -182,38 +185,55 @@ fn clean_bench(mb: usize, peer_mb: usize, python: Option<String>, address_name: 
             p.disable = vec!["ADDRESS".into(), "NAME".into()];
         }
     }
-    let (t, cpu) = (Instant::now(), thread_cpu_seconds());
-    let r = clean_file(&input, &scratch.join("out.jsonl"), opts)?;
-    let (secs, cpu_secs) = (t.elapsed().as_secs_f64(), thread_cpu_seconds() - cpu);
-    // per core = per second of this thread's CPU time (the pipeline runs on this thread), so that
-    // other load on a shared machine does not count against either side; wall time is printed too
-    let ours = data.len() as f64 / cpu_secs / 1e6;
+    // the peer gets the first peer_mb of the same records (whole lines)
+    let bytes = data.as_bytes();
+    let cut = bytes[..(peer_mb << 20).min(bytes.len())].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let peer_in = scratch.join("peer.jsonl");
+    std::fs::write(&peer_in, &data[..cut])?;
+    let script = scratch.join("bench_clean.py");
+    std::fs::write(&script, CLEAN_PEER_SCRIPT)?;
     println!(
-        "deepfeed bench clean: {:.0} MB of mixed Chinese/English records; NFKC, control/whitespace, PII masking ({}), exact + near-duplicate (MinHash 128, LSH 16x8, 0.8) removal; 1 core",
+        "deepfeed bench clean: {:.0} MB of mixed Chinese/English records; NFKC, control/whitespace, PII masking ({}), exact + near-duplicate (MinHash 128, LSH 16x8, 0.8) removal; 1 core; median of {runs} rounds, the two engines taking turns",
         data.len() as f64 / 1e6,
         if address_name { "structured types + ADDRESS + NAME" } else { "ID_CARD, BANK_CARD, PHONE, IP, EMAIL, as the peer" }
     );
-    println!("{:<22} {:>10} {:>12} {:>12} {:>12}", "engine", "MB", "MB/s/core", "MB/s wall", "records out");
-    println!("{:<22} {:>10.0} {:>12.1} {:>12.1} {:>12}", "deepfeed", data.len() as f64 / 1e6, ours, data.len() as f64 / secs / 1e6, r.written);
-    if let Some(py) = python {
-        // the peer gets the first peer_mb of the same records (whole lines)
-        let bytes = data.as_bytes();
-        let cut = bytes[..(peer_mb << 20).min(bytes.len())].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let peer_in = scratch.join("peer.jsonl");
-        std::fs::write(&peer_in, &data[..cut])?;
-        let script = scratch.join("bench_clean.py");
-        std::fs::write(&script, CLEAN_PEER_SCRIPT)?;
-        match Command::new(&py).arg(&script).arg(&peer_in).output() {
+    // per core = per second of the working thread's CPU time (ours: this thread; Python:
+    // process_time), so that other load on a shared machine counts against neither side; wall
+    // time is printed too
+    let (mut ours, mut ours_wall, mut theirs, mut theirs_wall, mut ratios) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut written, mut peer_out, mut peer_error) = (0, serde_json::Value::Null, None);
+    for _ in 0..runs.max(1) {
+        let (t, cpu) = (Instant::now(), thread_cpu_seconds());
+        let r = clean_file(&input, &scratch.join("out.jsonl"), opts.clone())?;
+        let (secs, cpu_secs) = (t.elapsed().as_secs_f64(), thread_cpu_seconds() - cpu);
+        std::fs::remove_file(scratch.join("out.jsonl"))?;
+        written = r.written;
+        ours.push(data.len() as f64 / cpu_secs / 1e6);
+        ours_wall.push(data.len() as f64 / secs / 1e6);
+        let Some(py) = &python else { continue };
+        match Command::new(py).arg(&script).arg(&peer_in).output() {
             Ok(o) if o.status.success() => {
                 let v: serde_json::Value = serde_json::from_slice(o.stdout.trim_ascii())?;
-                let theirs = v["mb_per_s"].as_f64().unwrap_or(f64::NAN);
-                let wall = v["mb_per_s_wall"].as_f64().unwrap_or(f64::NAN);
-                println!("{:<22} {:>10.0} {:>12.2} {:>12.2} {:>12}", "Python (re + numpy)", cut as f64 / 1e6, theirs, wall, v["records_out"]);
-                println!("ratio (deepfeed / Python): {:.1}x", ours / theirs);
+                theirs.push(v["mb_per_s"].as_f64().unwrap_or(f64::NAN));
+                theirs_wall.push(v["mb_per_s_wall"].as_f64().unwrap_or(f64::NAN));
+                ratios.push(ours.last().unwrap() / theirs.last().unwrap());
+                peer_out = v["records_out"].clone();
             }
-            Ok(o) => println!("(no Python peer: {})", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("failed")),
-            Err(e) => println!("(no Python peer: cannot run {py}: {e})"),
+            Ok(o) => peer_error = Some(String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("failed").to_string()),
+            Err(e) => peer_error = Some(format!("cannot run {py}: {e}")),
         }
+        if peer_error.is_some() {
+            break;
+        }
+    }
+    println!("{:<22} {:>10} {:>12} {:>12} {:>12}", "engine", "MB", "MB/s/core", "MB/s wall", "records out");
+    println!("{:<22} {:>10.0} {:>12.1} {:>12.1} {:>12}", "deepfeed", data.len() as f64 / 1e6, median(ours.clone()), median(ours_wall), written);
+    if let Some(e) = peer_error {
+        println!("(no Python peer: {e})");
+    } else if !theirs.is_empty() {
+        println!("{:<22} {:>10.0} {:>12.2} {:>12.2} {:>12}", "Python (re + numpy)", cut as f64 / 1e6, median(theirs), median(theirs_wall), peer_out);
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.1}x")).collect();
+        println!("ratio (deepfeed / Python): {:.1}x (median; rounds: {})", median(ratios), each.join(", "));
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
