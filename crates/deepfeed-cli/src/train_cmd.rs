@@ -191,7 +191,7 @@ impl TrainArgs {
 pub fn run_train(args: TrainArgs) -> Result<()> {
     let cfg = args.resolve()?;
     cfg.validate()?;
-    let model_cfg = ModelConfig::from_dir(&cfg.model)?;
+    let model_cfg = ModelConfig::from_model_path(&cfg.model)?;
     let est = estimate(&model_cfg, &cfg)?;
     if args.dry_run {
         println!("{}", cfg.to_yaml());

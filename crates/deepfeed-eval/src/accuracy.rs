@@ -9,7 +9,7 @@ use unicode_normalization::UnicodeNormalization;
 use crate::config::TaskKind;
 use crate::dataset::Task;
 use crate::error::Result;
-use crate::perplexity::{answer_text, prompt_text, score, ScoredIds};
+use crate::perplexity::{answer_text, prompt_ids, score, ScoredIds};
 
 /// NFKC, lower case, punctuation and symbols removed, whitespace collapsed: "  Paris. " and
 /// "paris" compare equal, as do full-width "ＡＢＣ！" and "abc".
@@ -105,7 +105,7 @@ pub fn continuation(model: &Model, context: &[ChatMessage], choice: &str) -> Res
 
 /// Scores every option of a multiple-choice record by its log-likelihood after the prompt.
 pub fn score_choices(model: &Model, context: &[ChatMessage], choices: &[String], window: (usize, usize)) -> Result<ChoiceScores> {
-    let prompt = model.tokenizer.encode(&prompt_text(model, context)?, false)?;
+    let prompt = prompt_ids(model, context)?;
     let (mut loglik, mut tokens, mut bytes) = (vec![], vec![], vec![]);
     for c in choices {
         let cont = continuation(model, context, c)?;

@@ -17,7 +17,7 @@ use crate::error::{EvalError, Result};
 use crate::gates::{self, GateInputs, GateResult};
 use crate::hash::{hash_dir, sha256_file, FileHash};
 use crate::latency::{self, LatencySummary, Timing};
-use crate::perplexity::{encode_sample, prompt_text, score, text_perplexity, PerplexityResult};
+use crate::perplexity::{encode_sample, prompt_ids, score, text_perplexity, PerplexityResult};
 use crate::text_overlap::{self, CorpusOverlap, OverlapScores};
 
 /// The built-in general-ability sample (mixed English/Chinese prose written for this project).
@@ -199,7 +199,7 @@ fn run_pass(
     let gen: Vec<usize> = (0..samples.len()).filter(|&i| samples[i].generates()).collect();
     let prompts: Vec<Vec<u32>> = gen
         .iter()
-        .map(|&i| Ok(model.tokenizer.encode(&prompt_text(model, &samples[i].context)?, false)?))
+        .map(|&i| Ok(prompt_ids(model, &samples[i].context)?))
         .collect::<Result<_>>()?;
     for k in 0..cfg.warmup.min(prompts.len()) {
         generate(model, &prompts[k], &opts, &mut |_| {})?;
@@ -208,7 +208,7 @@ fn run_pass(
     for (n, &i) in gen.iter().enumerate() {
         let s = &samples[i];
         let t0 = Instant::now();
-        let ids = model.tokenizer.encode(&prompt_text(model, &s.context)?, false)?;
+        let ids = prompt_ids(model, &s.context)?;
         let encode_secs = t0.elapsed().as_secs_f64();
         let g = generate(model, &ids, &opts, &mut |_| {}).map_err(|e| data_err(cfg, s, e.into()))?;
         let e2e = t0.elapsed().as_secs_f64();

@@ -44,6 +44,19 @@ pub fn prompt_text(model: &Model, context: &[ChatMessage]) -> Result<String> {
     Ok(s)
 }
 
+/// The token ids of [`prompt_text`]: the template carries BOS; without a template BOS is added
+/// when the tokenizer adds it to plain text (as `deepfeed train` does).
+pub fn prompt_ids(model: &Model, context: &[ChatMessage]) -> Result<Vec<u32>> {
+    let tok = &model.tokenizer;
+    let mut ids = tok.encode(&prompt_text(model, context)?, false)?;
+    if !tok.has_chat_template() {
+        if let Some(bos) = tok.leading_bos()? {
+            ids.insert(0, bos);
+        }
+    }
+    Ok(ids)
+}
+
 /// The text the chat template adds after `prompt_text(context)` for the assistant answer
 /// `answer` (including the end-of-turn marker the template writes, if any).
 pub fn answer_text(model: &Model, context: &[ChatMessage], answer: &str) -> Result<String> {
@@ -60,7 +73,7 @@ pub fn answer_text(model: &Model, context: &[ChatMessage], answer: &str) -> Resu
 /// Tokens of a prompt followed by an answer, the answer's tokens scored; EOS closes the answer.
 pub fn encode_answer(model: &Model, context: &[ChatMessage], answer: &str) -> Result<ScoredIds> {
     let tok = &model.tokenizer;
-    let mut ids = tok.encode(&prompt_text(model, context)?, false)?;
+    let mut ids = prompt_ids(model, context)?;
     let mut scored = vec![false; ids.len()];
     let a = tok.encode(&answer_text(model, context, answer)?, false)?;
     scored.extend(std::iter::repeat_n(true, a.len()));

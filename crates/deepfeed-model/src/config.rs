@@ -192,6 +192,16 @@ impl ModelConfig {
         Self::from_json(&path, value)
     }
 
+    /// The config of what [`crate::Model::load`] accepts: a Hugging Face directory
+    /// (`config.json`), a `.gguf` file or a directory holding one (its metadata), without
+    /// reading any weights.
+    pub fn from_model_path(path: &Path) -> Result<Self> {
+        match crate::gguf::load::gguf_path(path)? {
+            Some(file) => crate::gguf::load::config_from_gguf(&crate::gguf::GgufFile::open(&file)?),
+            None => Self::from_dir(path),
+        }
+    }
+
     pub fn from_json(path: &Path, value: Value) -> Result<Self> {
         let Value::Object(map) = value else {
             return Err(ModelError::Config { path: path.into(), field: "(root)".into(), message: "expected a JSON object".into() });

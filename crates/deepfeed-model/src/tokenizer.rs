@@ -157,6 +157,14 @@ impl TextTokenizer {
         Ok(ids)
     }
 
+    /// BOS when a plain encoding starts with it (`encode(text, true)`), else None. Text written
+    /// without a chat template ("role: content" lines) starts with it, as `tokenizer(text)` and
+    /// llama.cpp's completion do; base models such as Gemma need it.
+    pub fn leading_bos(&self) -> Result<Option<u32>> {
+        let first = self.encode("", true)?.first().copied();
+        Ok(first.filter(|&id| Some(id) == self.bos_id))
+    }
+
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.inner
             .decode(ids, skip_special_tokens)

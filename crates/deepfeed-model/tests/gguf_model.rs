@@ -5,7 +5,9 @@ use std::path::Path;
 
 use deepfeed_model::backend::inference_device;
 use deepfeed_model::gguf::names::{gguf_name, norm_weight_offset, permute_qk_rows, permutes_qk};
-use deepfeed_model::gguf::{GgufArray, GgufWriter};
+use deepfeed_model::gguf::export::export_model;
+use deepfeed_model::gguf::quantize::FileType;
+use deepfeed_model::gguf::{GgufArray, GgufFile, GgufWriter};
 use deepfeed_model::tiny::{write_tiny_model, TinySpec};
 use deepfeed_model::weights::WeightFiles;
 use deepfeed_model::{Architecture, Model};
@@ -122,6 +124,24 @@ fn check(spec: TinySpec) {
     let a = hf.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
     let b = s.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
     assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5), "{arch:?}: saved model differs");
+
+    // exported again as F16, a model loaded from GGUF keeps the source file's metadata (also what
+    // the export cannot rebuild itself) and gives the same logits up to f16 rounding
+    let mut g = Model::load(&path, &device).unwrap();
+    let re = d.path().join("re.gguf");
+    export_model(&mut g, FileType::F16, &re).unwrap();
+    let (src, out) = (GgufFile::open(&path).unwrap(), GgufFile::open(&re).unwrap());
+    for (k, v) in &src.metadata {
+        if k != "general.file_type" {
+            assert_eq!(out.get(k), Some(v), "{arch:?}: metadata {k}");
+        }
+    }
+    assert_eq!(out.get_u32("general.file_type"), Some(FileType::F16.llama_ftype()));
+    let r = Model::load(&re, &device).unwrap();
+    let b = r.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+    let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-2 * scale, "{arch:?}: re-exported F16 logits differ by {diff:e} (logit scale {scale})");
 }
 
 #[test]

@@ -85,7 +85,11 @@ impl Builder<'_> {
 fn encode_messages(tok: &TextTokenizer, messages: &[ChatMessage]) -> deepfeed_model::Result<Sample> {
     let mut b = Builder { tok, ids: vec![], train: vec![] };
     if !tok.has_chat_template() {
-        // no template: "role: content" lines, assistant lines trained
+        // no template: BOS (when the tokenizer adds it) and "role: content" lines, assistant lines trained
+        if let Some(bos) = tok.leading_bos()? {
+            b.ids.push(bos);
+            b.train.push(false);
+        }
         for m in messages {
             b.push(&format!("{}: ", m.role), false)?;
             b.push(&format!("{}\n", m.content), m.role == "assistant")?;

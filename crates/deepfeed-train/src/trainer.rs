@@ -262,7 +262,7 @@ fn peak_rss_mib() -> Option<f64> {
 /// Runs a whole training job as configured.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     cfg.validate()?;
-    let model_config = deepfeed_model::ModelConfig::from_dir(&cfg.model)?;
+    let model_config = deepfeed_model::ModelConfig::from_model_path(&cfg.model)?;
     let ctx = model_config.max_position_embeddings;
     if cfg.max_seq_len > ctx {
         return Err(TrainError::Config(format!("max_seq_len {} is longer than the model's context of {ctx} tokens", cfg.max_seq_len)));

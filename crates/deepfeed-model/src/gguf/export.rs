@@ -190,6 +190,13 @@ pub fn model_metadata(model: &Model, ft: FileType) -> Result<GgufWriter> {
     w.set_f32(k("attention.layer_norm_rms_epsilon"), cfg.rms_norm_eps as f32);
     w.set_f32(k("rope.freq_base"), cfg.rope_theta as f32);
     w.set_u32(k("rope.dimension_count"), cfg.head_dim as u32);
+    if let Some(g) = &cfg.gemma3 {
+        // llama.cpp requires the window; like it, the loader takes every 6th layer as global
+        w.set_u32(k("attention.sliding_window"), g.sliding_window as u32);
+        if let Some(cap) = g.final_logit_softcapping {
+            w.set_f32(k("final_logit_softcapping"), cap as f32);
+        }
+    }
     match cfg.rope_scaling {
         RopeScaling::None | RopeScaling::Llama3 { .. } => {} // llama3: rope_freqs.weight tensor
         RopeScaling::Linear { factor } => {
@@ -229,6 +236,25 @@ pub fn model_metadata(model: &Model, ft: FileType) -> Result<GgufWriter> {
     Ok(w)
 }
 
+/// The metadata of a model that was loaded from a GGUF file: the source file's own keys in their
+/// order (architecture, hyper-parameters llama.cpp reads, such as Gemma 3's sliding window, the
+/// vocabulary in its own tokenizer model, chat template), with the file type set to `ft`.
+/// Fine-tuning changes weights only, so this describes the merged model exactly, also for
+/// SentencePiece vocabularies (`tokenizer.ggml.model = llama`) that [`model_metadata`] cannot
+/// rebuild from a `tokenizer.json`.
+pub fn metadata_from_gguf(source: &GgufFile, ft: FileType) -> GgufWriter {
+    let mut w = GgufWriter::new();
+    for (key, value) in &source.metadata {
+        // the writer aligns to 32 (llama.cpp's default) unless told otherwise
+        if key != "general.alignment" {
+            w.set(key.clone(), value.clone());
+        }
+    }
+    w.set_u32("general.file_type", ft.llama_ftype());
+    w.set_u32("general.quantization_version", 2);
+    w
+}
+
 /// Llama 3.x rope frequency factors (`rope_freqs.weight`), as `convert_hf_to_gguf.py` computes them.
 fn llama3_rope_factors(cfg: &ModelConfig) -> Option<Vec<f32>> {
     let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } = cfg.rope_scaling else {
@@ -261,7 +287,10 @@ pub fn export_model(model: &mut Model, ft: FileType, out: &Path) -> Result<Expor
     if model.network.prefix().is_some() {
         return Err(ModelError::Invalid("a prefix-tuning adapter cannot be merged into the weights, so it cannot be exported to GGUF".into()));
     }
-    let mut w = model_metadata(model, ft)?;
+    let mut w = match super::load::gguf_path(&model.dir)? {
+        Some(source) => metadata_from_gguf(&GgufFile::open(&source)?, ft),
+        None => model_metadata(model, ft)?,
+    };
     model.merge_adapters();
     let cfg = model.config.clone();
     let arch = gguf_arch(&cfg);
