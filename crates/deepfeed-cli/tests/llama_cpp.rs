@@ -48,10 +48,10 @@ fn llama_greedy(bin: &Path, model: &Path, lora: Option<&Path>, prompt: &str, n: 
     // (no --simple-io: with it, output after the prompt's last byte went missing in this build)
     cmd.args(["--no-warmup", "-no-cnv", "--no-display-prompt", "--no-repack"]);
     // stdout: the generated text, " [end of text]\n" when it stopped at EOS, then "\n\n". This
-    // build's asynchronous logger (common/log.cpp) now and then loses or repeats a piece of
-    // stdout (an empty or cut output without the final "\n\n", or a token printed twice, about
-    // one run in five here). Greedy decoding itself is deterministic, so the text that most of
-    // three complete runs print is llama.cpp's answer.
+    // build now and then exits with status 0 before printing all of it (empty or cut output
+    // without the final "\n\n"; stderr then lacks the timing summary too), or prints a token
+    // twice; up to half the runs on the loaded build machine. Greedy decoding itself is
+    // deterministic, so the text that most of three complete runs print is llama.cpp's answer.
     // stdout and stderr go to files: with pipes the losses were far more frequent.
     let dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
