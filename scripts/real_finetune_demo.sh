@@ -37,11 +37,12 @@ status=0
   --out "$run/report" || status=$?
 
 if [ -x "$llama_bin/llama-completion" ]; then
+  # (llama-completion sometimes exits before printing everything: an empty line is that, see docs/gguf.md)
   echo "== llama.cpp with the exported adapter (greedy) vs deepfeed"
   "$deepfeed" export gguf-adapter --adapter "$run/adapter" --model "$gguf" --out "$run/adapter.gguf"
   head -n 5 "$facts/heldout.jsonl" | python3 -c 'import json,sys; [print(json.loads(l)["input_text"]) for l in sys.stdin]' |
     while IFS= read -r q; do
-      prompt=$(printf 'user: %s\nassistant:' "$q")
+      prompt=$(printf 'user: %s\nassistant: ' "$q")  # as deepfeed train/eval render it
       ours=$("$deepfeed" generate --model "$gguf" --adapter "$run/adapter" --prompt "$prompt" --max-tokens 24 2>/dev/null)
       theirs=$("$llama_bin/llama-completion" -m "$gguf" --lora "$run/adapter.gguf" -p "$prompt" -n 24 --temp 0 --top-k 1 \
         -t 2 -c 256 --no-warmup -no-cnv --no-display-prompt --no-repack </dev/null 2>/dev/null | sed 's/ \[end of text\]$//')
