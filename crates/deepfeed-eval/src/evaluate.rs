@@ -357,7 +357,12 @@ pub fn evaluate(cfg: &EvalConfig, progress: &mut dyn FnMut(&str)) -> Result<Repo
         dir: cfg.model.display().to_string(),
         architecture: model.config.architecture.hf_name().to_string(),
         parameters: model.config.num_parameters(),
-        files: if cfg.hash_model { hash_dir(&cfg.model)? } else { vec![] },
+        files: match cfg.hash_model {
+            // a .gguf model is one file
+            true if cfg.model.is_file() => vec![sha256_file(&cfg.model)?],
+            true => hash_dir(&cfg.model)?,
+            false => vec![],
+        },
     };
     let adapter = match &cfg.adapter {
         Some(a) => Some(AdapterInfo {
