@@ -42,7 +42,7 @@ fn llama_greedy(bin: &Path, model: &Path, lora: Option<&Path>, prompt: &str, n: 
         cmd.arg("--lora").arg(l);
     }
     let n = n.to_string();
-    cmd.args(["-p", prompt, "-n", &n, "--temp", "0", "--top-k", "1", "-s", "0", "-t", "2", "-c", "256"]);
+    cmd.args(["-p", prompt, "-n", &n, "--temp", "0", "--top-k", "1", "-s", "0", "-t", "1", "-c", "256"]);
     // --no-repack: weights stay in their GGUF layout (the AMX repacked path crashes in VMs that report
     // AMX without enabling it; see scripts/build_llama_cpp.sh)
     // (no --simple-io: with it, output after the prompt's last byte went missing in this build)
@@ -50,7 +50,8 @@ fn llama_greedy(bin: &Path, model: &Path, lora: Option<&Path>, prompt: &str, n: 
     // stdout: the generated text, " [end of text]\n" when it stopped at EOS, then "\n\n". This
     // build now and then exits with status 0 before printing all of it (empty or cut output
     // without the final "\n\n"; stderr then lacks the timing summary too), or prints a token
-    // twice; up to half the runs on the loaded build machine. Greedy decoding itself is
+    // twice: half the runs with `-t 2`, about 1 in 30 with `-t 1` (measured here), hence one
+    // thread. Greedy decoding itself is
     // deterministic, so the text that most of three complete runs print is llama.cpp's answer.
     // stdout and stderr go to files: with pipes the losses were far more frequent.
     let dir = tempfile::tempdir().unwrap();
