@@ -45,7 +45,7 @@ if [ -x "$llama_bin/llama-completion" ]; then
       prompt=$(printf 'user: %s\nassistant: ' "$q")  # as deepfeed train/eval render it
       ours=$("$deepfeed" generate --model "$gguf" --adapter "$run/adapter" --prompt "$prompt" --max-tokens 24 2>/dev/null)
       theirs=$("$llama_bin/llama-completion" -m "$gguf" --lora "$run/adapter.gguf" -p "$prompt" -n 24 --temp 0 --top-k 1 \
-        -t 2 -c 256 --no-warmup -no-cnv --no-display-prompt --no-repack </dev/null 2>/dev/null | sed 's/ \[end of text\]$//')
+        -t 1 -c 256 --no-warmup -no-cnv --no-display-prompt --no-repack </dev/null 2>/dev/null | sed 's/ \[end of text\]$//')
       printf '%s\n  deepfeed:  %s\n  llama.cpp: %s\n' "$q" "$ours" "$theirs"
     done
 fi
