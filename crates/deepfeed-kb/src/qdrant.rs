@@ -182,16 +182,7 @@ impl QdrantStore {
             s.embedder.id = embedder.id.clone();
             s.embedder.path = embedder.path.clone();
         }
-        if s.embedder.id != embedder.id || s.embedder.dim != embedder.dim {
-            return Err(KbError::Invalid(format!(
-                "{}: holds vectors of {} ({} dims), but {} ({} dims) was given; use the same --embedder or another collection",
-                s.url(),
-                s.embedder.id,
-                s.embedder.dim,
-                embedder.id,
-                embedder.dim
-            )));
-        }
+        s.embedder.check_same(embedder, &s.url(), "another collection")?;
         Ok(s)
     }
 

@@ -44,6 +44,20 @@ pub struct EmbedderInfo {
     pub dim: usize,
 }
 
+impl EmbedderInfo {
+    /// An error unless `given` is the encoder (id and dimension) these vectors came from; `place`
+    /// names the knowledge base, `instead` what to do about it.
+    pub fn check_same(&self, given: &EmbedderInfo, place: &str, instead: &str) -> Result<()> {
+        if self.id != given.id || self.dim != given.dim {
+            return Err(KbError::Invalid(format!(
+                "{place}: built with embedder {} ({} dims), but {} ({} dims) was given; use the same --embedder or {instead}",
+                self.id, self.dim, given.id, given.dim
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A chunk to store.
 #[derive(Debug, Clone)]
 pub struct NewChunk {
@@ -170,16 +184,7 @@ impl KbStore {
             .map_err(db_err(&path))?;
         }
         let kb = Self::open(dir)?;
-        if kb.embedder.id != embedder.id || kb.embedder.dim != embedder.dim {
-            return Err(KbError::Invalid(format!(
-                "{}: built with embedder {} ({} dims), but {} ({} dims) was given; use the same --embedder or a new --kb directory",
-                dir.display(),
-                kb.embedder.id,
-                kb.embedder.dim,
-                embedder.id,
-                embedder.dim
-            )));
-        }
+        kb.embedder.check_same(embedder, &dir.display().to_string(), "a new --kb directory")?;
         Ok(kb)
     }
 
