@@ -16,8 +16,14 @@ if [ -z "$bin" ]; then
   bin=$PWD/target/release/deepfeed
 fi
 out="${1:-demo}"
+# only a folder an earlier demo wrote (it has the marker file) is replaced
+if [ -e "$out" ] && [ ! -f "$out/.deepfeed-demo" ]; then
+  echo "$out exists and was not written by this demo; give another folder: scripts/demo.sh DIR" >&2
+  exit 1
+fi
 rm -rf "$out"
 mkdir -p "$out"
+touch "$out/.deepfeed-demo"
 step() { printf '\n== %s\n' "$*"; }
 
 step "1/7 a tiny DeepSeek-style model (Qwen2 layout, random weights, built-in 500-token EN+ZH tokenizer)"

@@ -16,8 +16,14 @@ if [ -z "$bin" ]; then
   bin=$root/target/release/deepfeed
 fi
 out="${1:-demo/eval}"
+# only a folder an earlier run wrote (it has the marker file) is replaced
+if [ -e "$out" ] && [ ! -f "$out/.deepfeed-demo" ]; then
+  echo "$out exists and was not written by this script; give another folder: scripts/eval_demo.sh DIR" >&2
+  exit 1
+fi
 rm -rf "$out"
 mkdir -p "$out"
+touch "$out/.deepfeed-demo"
 cd "$out"
 # --init-std 0.15: a random model whose output is not near-uniform, so a LoRA adapter can move it
 $bin init-tiny --arch qwen2 --out tiny-model --init-std 0.15
