@@ -13,28 +13,15 @@ use deepfeed_kb::store::EmbedderInfo;
 use deepfeed_kb::tiny_bert::{write_tiny_bert, TinyBertSpec};
 use deepfeed_kb::{Embedder, KbStore};
 use deepfeed_model::backend::inference_device;
-use deepfeed_model::lora::LoraConfig;
-use deepfeed_model::peft::{set_param_values, AdapterConfig};
 use deepfeed_model::tiny::{write_tiny_model, TinySpec};
 use deepfeed_model::{Architecture, Model};
 use deepfeed_serve::loadgen::{run_load, table, LoadOptions};
 use deepfeed_serve::ServeConfig;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
-fn make_adapter(base: &Path, out: &Path, seed: u64) {
-    let mut m = Model::load(base, &inference_device()).unwrap();
-    let cfg = LoraConfig { r: 4, lora_alpha: 8.0, target_modules: vec!["all-linear".into()], ..Default::default() };
-    m.add_lora(&cfg, seed).unwrap();
-    let mut rng = StdRng::seed_from_u64(seed);
-    for (name, mut p) in m.network.params_mut() {
-        if name.contains("lora_B") {
-            let n = p.num_elements();
-            set_param_values(&mut p, (0..n).map(|_| rng.random_range(-0.5f32..0.5)).collect(), false);
-        }
-    }
-    m.save_adapter(&AdapterConfig::Lora(cfg), "tiny", out).unwrap();
-}
+// the tests' set-up: the same random LoRA adapters
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::make_adapter;
 
 fn make_kb(dir: &Path) {
     let enc = dir.join("encoder");
