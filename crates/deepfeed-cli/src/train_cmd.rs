@@ -93,7 +93,8 @@ pub struct TrainArgs {
     early_stopping_patience: Option<usize>,
     #[arg(long)]
     gradient_checkpointing: bool,
-    /// f32 or bf16 (frozen base weights stored in bf16; method lora)
+    /// f32, bf16 (frozen base stored in bf16) or quantized (frozen base kept as quantised blocks:
+    /// a GGUF file's own, Q8_0 for safetensors); bf16 and quantized need method lora or prefix
     #[arg(long)]
     base_dtype: Option<String>,
     /// Continue from the newest checkpoint in output_dir

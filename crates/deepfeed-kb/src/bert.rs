@@ -5,7 +5,6 @@
 //! time.
 use std::path::Path;
 
-use burn::module::Param;
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use deepfeed_model::layers::{Embedding, Linear};
@@ -123,7 +122,7 @@ impl BertModel {
         let p = if w.contains("embeddings.word_embeddings.weight") { "" } else { "bert." };
         let (h, i, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
         let lin = |name: String, inf: usize, outf: usize| Linear::load(&w, &name, inf, outf, true, device, WeightDType::F32);
-        let word_embeddings = Embedding { weight: Param::from_tensor(w.tensor(&format!("{p}embeddings.word_embeddings.weight"), [config.vocab_size, h], device)?) };
+        let word_embeddings = Embedding { weight: w.matrix(&format!("{p}embeddings.word_embeddings.weight"), [config.vocab_size, h], device, WeightDType::F32)? };
         let position_embeddings = w.tensor(&format!("{p}embeddings.position_embeddings.weight"), [config.max_position_embeddings, h], device)?;
         let token_type_embeddings = w.tensor(&format!("{p}embeddings.token_type_embeddings.weight"), [config.type_vocab_size, h], device)?;
         let embeddings_norm = LayerNorm::load(&w, &format!("{p}embeddings.LayerNorm"), h, eps, device)?;

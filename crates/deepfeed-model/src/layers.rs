@@ -7,6 +7,7 @@ use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use crate::config::{ModelConfig, RopeScaling};
 use crate::error::Result;
 use crate::lora::LoraAdapter;
+use crate::quantized::QuantizedMatrix;
 use crate::weights::{WeightDType, WeightFiles};
 
 /// A weight as f32 for computation (bf16-stored weights are widened here).
@@ -18,11 +19,71 @@ pub fn as_f32<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     }
 }
 
+/// A weight matrix `[rows, cols]`: a burn parameter (stored f32 or bf16), or, for a frozen base
+/// loaded with `base_dtype: quantized`, blocks that are dequantised tile by tile whenever the
+/// matrix is used (`quantized/`); that form is never trained.
+#[derive(Module, Debug)]
+pub enum MatrixWeight {
+    Dense(Param<Tensor<2>>),
+    Quantized(QuantizedMatrix),
+}
+
+impl MatrixWeight {
+    /// `[rows, cols]`
+    pub fn dims(&self) -> [usize; 2] {
+        match self {
+            MatrixWeight::Dense(p) => p.dims(),
+            MatrixWeight::Quantized(q) => q.dims(),
+        }
+    }
+
+    /// The values as an f32 tensor on `device` (a quantised matrix is dequantised whole: use it
+    /// for merging and exporting, not in a training step).
+    pub fn dense(&self, device: &Device) -> Tensor<2> {
+        match self {
+            MatrixWeight::Dense(p) => as_f32(p.val()),
+            MatrixWeight::Quantized(q) => Tensor::from_data(TensorData::new(q.to_f32(), q.dims()), device),
+        }
+    }
+
+    /// `x Wᵀ`: x `[n, cols]` -> `[n, rows]`.
+    pub fn matmul_t(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            MatrixWeight::Dense(p) => x.matmul(as_f32(p.val()).transpose()),
+            MatrixWeight::Quantized(q) => crate::quantized::matmul_t(x, q),
+        }
+    }
+
+    /// Rows `ids` as f32 `[n, cols]` (an embedding lookup).
+    pub fn rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
+        match self {
+            MatrixWeight::Dense(p) => as_f32(p.val().select(0, ids)),
+            MatrixWeight::Quantized(q) => {
+                let device = ids.device();
+                let ids: Vec<usize> = ids.into_data().iter::<i64>().map(|i| i as usize).collect();
+                Tensor::from_data(TensorData::new(q.gather_rows(&ids), [ids.len(), q.dims()[1]]), &device)
+            }
+        }
+    }
+
+    /// The parameter, unless the matrix is kept quantised.
+    pub fn param_mut(&mut self) -> Option<&mut Param<Tensor<2>>> {
+        match self {
+            MatrixWeight::Dense(p) => Some(p),
+            MatrixWeight::Quantized(_) => None,
+        }
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        matches!(self, MatrixWeight::Quantized(_))
+    }
+}
+
 /// `y = x Wᵀ + b` with `W` stored as `[out, in]`, exactly like `torch.nn.Linear`.
 #[derive(Module, Debug)]
 pub struct Linear {
     /// [out_features, in_features]
-    pub weight: Param<Tensor<2>>,
+    pub weight: MatrixWeight,
     /// [out_features]
     pub bias: Option<Param<Tensor<1>>>,
     /// A LoRA adapter added to the output, when one is attached.
@@ -30,26 +91,32 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Loads `{prefix}.weight` (stored as `dtype`) and `{prefix}.bias` when `bias`.
+    /// Loads `{prefix}.weight` (kept as `dtype`) and `{prefix}.bias` when `bias`.
     pub fn load(w: &WeightFiles, prefix: &str, in_f: usize, out_f: usize, bias: bool, device: &Device, dtype: WeightDType) -> Result<Self> {
-        let weight = Param::from_tensor(w.tensor_as(&format!("{prefix}.weight"), [out_f, in_f], device, dtype)?);
+        let weight = w.matrix(&format!("{prefix}.weight"), [out_f, in_f], device, dtype)?;
         let bias = if bias { Some(Param::from_tensor(w.tensor(&format!("{prefix}.bias"), [out_f], device)?)) } else { None };
         Ok(Linear { weight, bias, lora: None })
     }
 
+    /// A dense layer around `weight` [out, in] (no bias, no adapter).
+    pub fn from_weight(weight: Tensor<2>) -> Self {
+        Linear { weight: MatrixWeight::Dense(Param::from_tensor(weight)), bias: None, lora: None }
+    }
+
     pub fn out_features(&self) -> usize {
-        self.weight.shape()[0]
+        self.weight.dims()[0]
     }
 
     pub fn in_features(&self) -> usize {
-        self.weight.shape()[1]
+        self.weight.dims()[1]
     }
 
-    /// Folds the LoRA adapter into the weight (`W + scale·BA`) and removes it.
-    pub fn merge_lora(&mut self) {
+    /// Folds the LoRA adapter into the weight (`W + scale·BA`) and removes it; a quantised
+    /// weight becomes a dense f32 one.
+    pub fn merge_lora(&mut self, device: &Device) {
         if let Some(lora) = self.lora.take() {
-            let merged = lora.merged_weight(as_f32(self.weight.val().detach())).detach();
-            self.weight = Param::from_tensor(merged);
+            let merged = lora.merged_weight(self.weight.dense(device).detach()).detach();
+            self.weight = MatrixWeight::Dense(Param::from_tensor(merged));
         }
     }
 
@@ -58,10 +125,13 @@ impl Linear {
         let [b, s, i] = x.dims();
         let out = self.out_features();
         let x = x.reshape([b * s, i]);
-        let weight = as_f32(self.weight.val());
-        let base = x.clone().matmul(weight.clone().transpose()); // [b*s, out]
+        let base = self.weight.matmul_t(x.clone()); // [b*s, out]
         let y = match &self.lora {
-            Some(lora) => base.clone() + lora.forward(x, &weight, &base),
+            Some(lora) => {
+                // DoRA needs W itself; a quantised W is dequantised for it (outside the graph)
+                let dora_weight = lora.magnitude.is_some().then(|| self.weight.dense(&x.device()));
+                base.clone() + lora.forward(x, dora_weight.as_ref(), &base)
+            }
             None => base,
         };
         let y = match &self.bias {
@@ -96,15 +166,22 @@ impl RmsNorm {
 /// Token embedding table `[vocab, hidden]` (`nn.Embedding`).
 #[derive(Module, Debug)]
 pub struct Embedding {
-    pub weight: Param<Tensor<2>>,
+    pub weight: MatrixWeight,
 }
 
 impl Embedding {
     /// ids: [b, s] -> [b, s, hidden]
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [b, s] = ids.dims();
-        let hidden = self.weight.shape()[1];
-        as_f32(self.weight.val().select(0, ids.reshape([b * s]))).reshape([b, s, hidden])
+        let hidden = self.weight.dims()[1];
+        self.weight.rows(ids.reshape([b * s])).reshape([b, s, hidden])
+    }
+
+    /// The tied output head: hidden [b, s, h] -> logits [b, s, vocab].
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [b, s, h] = hidden.dims();
+        let vocab = self.weight.dims()[0];
+        self.weight.matmul_t(hidden.reshape([b * s, h])).reshape([b, s, vocab])
     }
 }
 

@@ -15,6 +15,7 @@ pub mod peft;
 pub mod model;
 pub mod perplexity;
 pub mod prefix;
+pub mod quantized;
 pub mod sequence;
 pub mod think;
 pub mod tiny;

@@ -6,7 +6,7 @@
 //! weight is `m · (W + scale·BA) / ‖W + scale·BA‖_row`, the norm treated as a constant in
 //! backward; `m` starts at `‖W‖_row`.
 use burn::module::{Module, Param};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -92,17 +92,17 @@ pub struct LoraAdapter {
 }
 
 impl LoraAdapter {
-    /// A new adapter for `weight` ([out, in]): A ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's
-    /// kaiming_uniform with a = sqrt(5)), B = 0; DoRA's magnitude = ‖W‖_row.
-    pub fn init(weight: &Tensor<2>, cfg: &LoraConfig, rng: &mut StdRng) -> Self {
-        let [out_f, in_f] = weight.dims();
-        let device = weight.device();
+    /// A new adapter for a `[out, in]` weight: A ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's
+    /// kaiming_uniform with a = sqrt(5)), B = 0; DoRA's magnitude = ‖W‖_row, so `weight` (f32)
+    /// is read only when `cfg.use_dora`.
+    pub fn init(dims: [usize; 2], weight: impl FnOnce() -> Tensor<2>, device: &Device, cfg: &LoraConfig, rng: &mut StdRng) -> Self {
+        let [out_f, in_f] = dims;
         let bound = 1.0 / (in_f as f32).sqrt();
         let a: Vec<f32> = (0..cfg.r * in_f).map(|_| rng.random_range(-bound..bound)).collect();
-        let magnitude = cfg.use_dora.then(|| Param::from_tensor(row_norm(weight.clone().detach()).detach()));
+        let magnitude = cfg.use_dora.then(|| Param::from_tensor(row_norm(weight().detach()).detach()));
         LoraAdapter {
-            lora_a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [cfg.r, in_f]), &device)),
-            lora_b: Param::from_tensor(Tensor::zeros([out_f, cfg.r], &device)),
+            lora_a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [cfg.r, in_f]), device)),
+            lora_b: Param::from_tensor(Tensor::zeros([out_f, cfg.r], device)),
             magnitude,
             scale: cfg.scale(),
             dropout: cfg.lora_dropout,
@@ -112,12 +112,14 @@ impl LoraAdapter {
 
     /// What the adapter adds to the base output `base = x Wᵀ` (bias excluded), x: [n, in] -> [n, out].
     /// LoRA: `scale · B A x`. DoRA: `(s − 1) ⊙ x Wᵀ + s ⊙ scale · B A x` with
-    /// `s = m / ‖W + scale·BA‖_row` (PEFT's `DoraLinearLayer.forward`).
-    pub fn forward(&self, x: Tensor<2>, weight: &Tensor<2>, base: &Tensor<2>) -> Tensor<2> {
+    /// `s = m / ‖W + scale·BA‖_row` (PEFT's `DoraLinearLayer.forward`). `weight` (W, f32) is
+    /// needed for DoRA only.
+    pub fn forward(&self, x: Tensor<2>, weight: Option<&Tensor<2>>, base: &Tensor<2>) -> Tensor<2> {
         let dropped = self.dropout_seed.is_some() && self.dropout > 0.0;
         let x = self.apply_dropout(x);
         let lora = x.clone().matmul(self.lora_a.val().transpose()).matmul(self.lora_b.val().transpose()) * self.scale;
         let Some(m) = &self.magnitude else { return lora };
+        let weight = weight.expect("DoRA needs the base weight");
         let s = self.dora_scale(m, weight).unsqueeze::<2>(); // [1, out]
         // with dropout the base term uses the dropped-out input, as PEFT does
         let base = if dropped { x.matmul(weight.clone().transpose()) } else { base.clone() };

@@ -58,9 +58,11 @@ impl Model {
         let targets = cfg.resolved_targets()?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut n = 0;
+        let device = self.device.clone();
         for (name, linear) in self.network.linears_mut() {
             if targets.iter().any(|t| t == short_name(&name)) {
-                linear.lora = Some(LoraAdapter::init(&crate::layers::as_f32(linear.weight.val()), cfg, &mut rng));
+                let dims = linear.weight.dims();
+                linear.lora = Some(LoraAdapter::init(dims, || linear.weight.dense(&device), &device, cfg, &mut rng));
                 n += 1;
             }
         }
@@ -243,8 +245,9 @@ impl Model {
 
     /// Folds every attached adapter into its base weight.
     pub fn merge_adapters(&mut self) {
+        let device = self.device.clone();
         for (_, linear) in self.network.linears_mut() {
-            linear.merge_lora();
+            linear.merge_lora(&device);
         }
     }
 

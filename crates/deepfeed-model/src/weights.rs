@@ -11,15 +11,35 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{read_json, ModelError, Result};
+use crate::gguf::GgmlType;
+use crate::layers::MatrixWeight;
+use crate::quantized::QuantizedMatrix;
+use burn::module::Param;
 
 /// How the large weight matrices are kept in memory. Computation is always f32; bf16 storage
 /// halves the memory of a frozen base model (each matrix is widened when used).
+///
+/// `Quantized` keeps each matrix as quantised blocks, dequantised tile by tile when used
+/// (`quantized/`): a GGUF model keeps the blocks of its own file (Q4_K_M: about 1/7 of f32);
+/// a safetensors model is quantised to Q8_0 at load (about 1/4). Matrices whose rows are not a
+/// whole number of blocks, and GGUF matrices stored as F32, stay f32. Frozen bases only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightDType {
     #[default]
     F32,
     Bf16,
+    Quantized,
+}
+
+impl WeightDType {
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightDType::F32 => "f32",
+            WeightDType::Bf16 => "bf16",
+            WeightDType::Quantized => "quantized",
+        }
+    }
 }
 
 /// All tensors of a model directory, by name, without reading them yet.
@@ -165,12 +185,35 @@ impl WeightFiles {
     pub fn tensor_as<const D: usize>(&self, name: &str, shape: [usize; D], device: &Device, dtype: WeightDType) -> Result<Tensor<D>> {
         let data = self.read_f32(name, &shape)?;
         Ok(match dtype {
-            WeightDType::F32 => Tensor::from_data(TensorData::new(data, shape), device),
+            WeightDType::F32 | WeightDType::Quantized => Tensor::from_data(TensorData::new(data, shape), device),
             WeightDType::Bf16 => {
                 let data: Vec<half::bf16> = data.into_iter().map(half::bf16::from_f32).collect();
                 Tensor::from_data(TensorData::new(data, shape), (device, DType::BF16))
             }
         })
+    }
+}
+
+impl WeightFiles {
+    /// Reads weight matrix `name` `[rows, cols]`, kept as `dtype` (see [`WeightDType`]).
+    pub fn matrix(&self, name: &str, shape: [usize; 2], device: &Device, dtype: WeightDType) -> Result<MatrixWeight> {
+        if dtype == WeightDType::Quantized {
+            let quantized = match &self.gguf {
+                Some(g) => g.quantized(name, shape)?,
+                None => {
+                    let [rows, cols] = shape;
+                    if cols % GgmlType::Q8_0.block_size() == 0 {
+                        Some(QuantizedMatrix::quantize(GgmlType::Q8_0, rows, cols, &self.read_f32(name, &shape)?)?)
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(q) = quantized {
+                return Ok(MatrixWeight::Quantized(q));
+            }
+        }
+        Ok(MatrixWeight::Dense(Param::from_tensor(self.tensor_as(name, shape, device, dtype)?)))
     }
 }
 

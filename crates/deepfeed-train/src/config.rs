@@ -218,7 +218,8 @@ pub struct TrainConfig {
     /// Stop after this many validations without improvement.
     #[serde(default)]
     pub early_stopping_patience: Option<usize>,
-    /// How the frozen base weights are stored: f32, or bf16 to halve their memory (method lora).
+    /// How the frozen base weights are stored: f32; bf16 to halve their memory; or quantized to
+    /// keep them as quantised blocks (a GGUF file's own, Q8_0 for safetensors). lora/prefix only.
     #[serde(default)]
     pub base_dtype: WeightDType,
     /// Recompute activations in backward to save memory (burn's gradient checkpointing).
@@ -289,8 +290,12 @@ impl TrainConfig {
             }
             _ => {}
         }
-        if self.base_dtype == WeightDType::Bf16 && !matches!(self.method, Method::Lora | Method::Prefix) {
-            return bad("base_dtype: bf16 keeps frozen weights in bf16 and needs method: lora or prefix (trained weights stay f32)".into());
+        if self.base_dtype != WeightDType::F32 && !matches!(self.method, Method::Lora | Method::Prefix) {
+            return bad(format!(
+                "base_dtype: {} keeps the frozen weights in {} and needs method: lora or prefix (trained weights stay f32)",
+                self.base_dtype.name(),
+                if self.base_dtype == WeightDType::Bf16 { "bf16" } else { "quantised blocks" }
+            ));
         }
         if self.adapter.is_some() && !matches!(self.method, Method::Lora | Method::Prefix) {
             return bad("`adapter` (continue a PEFT adapter) needs method: lora or prefix".into());

@@ -108,6 +108,8 @@ pub fn estimate(m: &ModelConfig, cfg: &TrainConfig) -> Result<MemoryEstimate> {
         crate::config::WeightDType::F32 => f * parameters,
         // matrices in bf16, trainable LoRA weights in f32
         crate::config::WeightDType::Bf16 => 2 * parameters + f * trainable_parameters,
+        // at most Q8_0's 34 bytes per 32 values (a Q4_K_M GGUF takes about 0.6 bytes per value)
+        crate::config::WeightDType::Quantized => parameters * 34 / 32 + f * trainable_parameters,
     };
     let gradients_bytes = f * trainable_parameters * 2;
     let optimizer_bytes = f * trainable_parameters * 2;
@@ -138,6 +140,8 @@ pub fn check_fits(e: &MemoryEstimate, cfg: &TrainConfig) -> Result<()> {
     }
     if cfg.method != Method::Lora {
         tips.push("method: lora".into());
+    } else if cfg.base_dtype != crate::config::WeightDType::Quantized {
+        tips.push("base_dtype: quantized (the frozen base kept as quantised blocks)".into());
     }
     tips.push("a shorter max_seq_len".into());
     Err(TrainError::Resources(format!(

@@ -23,7 +23,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::arch::llama::KvCache;
 use crate::config::{Gemma3Settings, ModelConfig};
 use crate::error::{ModelError, Result};
-use crate::layers::{apply_rotary, as_f32, causal_mask, sliding_window_mask, Embedding, Linear, Rotary};
+use crate::layers::{apply_rotary, causal_mask, sliding_window_mask, Embedding, Linear, Rotary};
 use crate::weights::{WeightDType, WeightFiles};
 
 /// `Gemma3RMSNorm`: `x / sqrt(mean(x²) + eps) * (1 + weight)` over the last dimension.
@@ -192,7 +192,7 @@ impl Gemma3ForCausalLm {
             .ok_or_else(|| ModelError::Invalid("Gemma3ForCausalLm::load: the config has no Gemma 3 settings".into()))?;
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         let embed_tokens = Embedding {
-            weight: Param::from_tensor(w.tensor_as("model.embed_tokens.weight", [cfg.vocab_size, h], device, dt)?),
+            weight: w.matrix("model.embed_tokens.weight", [cfg.vocab_size, h], device, dt)?,
         };
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
@@ -280,11 +280,7 @@ impl Gemma3ForCausalLm {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let logits = match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => {
-                let [b, s, h] = hidden.dims();
-                let vocab = self.embed_tokens.weight.shape()[0];
-                hidden.reshape([b * s, h]).matmul(as_f32(self.embed_tokens.weight.val()).transpose()).reshape([b, s, vocab])
-            }
+            None => self.embed_tokens.logits(hidden),
         };
         match self.final_logit_softcapping {
             Some(cap) => (logits / cap).tanh() * cap,
@@ -341,7 +337,10 @@ impl Gemma3ForCausalLm {
     pub fn params_mut(&mut self) -> Vec<(String, super::llama::ParamMut<'_>)> {
         use super::llama::{push_linear, ParamMut};
         let Gemma3ForCausalLm { embed_tokens, layers, norm, lm_head, .. } = self;
-        let mut out = vec![("model.embed_tokens.weight".to_string(), ParamMut::Matrix(&mut embed_tokens.weight))];
+        let mut out = Vec::new();
+        if let Some(p) = embed_tokens.weight.param_mut() {
+            out.push(("model.embed_tokens.weight".to_string(), ParamMut::Matrix(p)));
+        }
         for (i, layer) in layers.iter_mut().enumerate() {
             let (linears, norms) = split_layer(&format!("model.layers.{i}"), layer);
             for (name, n) in norms {

@@ -188,7 +188,7 @@ impl LlamaForCausalLm {
     pub fn load(w: &WeightFiles, cfg: &ModelConfig, device: &Device, dt: WeightDType) -> Result<Self> {
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         let embed_tokens = Embedding {
-            weight: Param::from_tensor(w.tensor_as("model.embed_tokens.weight", [cfg.vocab_size, h], device, dt)?),
+            weight: w.matrix("model.embed_tokens.weight", [cfg.vocab_size, h], device, dt)?,
         };
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
@@ -270,11 +270,7 @@ impl LlamaForCausalLm {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => {
-                let [b, s, h] = hidden.dims();
-                let vocab = self.embed_tokens.weight.shape()[0];
-                hidden.reshape([b * s, h]).matmul(crate::layers::as_f32(self.embed_tokens.weight.val()).transpose()).reshape([b, s, vocab])
-            }
+            None => self.embed_tokens.logits(hidden),
         }
     }
 }
@@ -330,7 +326,10 @@ fn split_layer<'a>(p: &str, layer: &'a mut LlamaDecoderLayer) -> ([(String, &'a 
 }
 
 pub(crate) fn push_linear<'a>(out: &mut Vec<(String, ParamMut<'a>)>, name: &str, l: &'a mut Linear) {
-    out.push((format!("{name}.weight"), ParamMut::Matrix(&mut l.weight)));
+    // a quantised base matrix is not a parameter (it is frozen and has no f32 values to hand out)
+    if let Some(p) = l.weight.param_mut() {
+        out.push((format!("{name}.weight"), ParamMut::Matrix(p)));
+    }
     if let Some(b) = &mut l.bias {
         out.push((format!("{name}.bias"), ParamMut::Vector(b)));
     }
@@ -357,7 +356,10 @@ impl LlamaForCausalLm {
     /// Every parameter with its transformers name (LoRA weights as `….q_proj.lora_A.weight`).
     pub fn params_mut(&mut self) -> Vec<(String, ParamMut<'_>)> {
         let LlamaForCausalLm { embed_tokens, layers, norm, lm_head, prefix } = self;
-        let mut out = vec![("model.embed_tokens.weight".to_string(), ParamMut::Matrix(&mut embed_tokens.weight))];
+        let mut out = Vec::new();
+        if let Some(p) = embed_tokens.weight.param_mut() {
+            out.push(("model.embed_tokens.weight".to_string(), ParamMut::Matrix(p)));
+        }
         if let Some(p) = prefix {
             out.push(("prompt_embeddings".to_string(), ParamMut::Matrix(&mut p.prompt_embeddings)));
         }

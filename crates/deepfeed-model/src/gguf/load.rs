@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use super::names::{hf_name, norm_weight_offset, permutes_qk, unpermute_qk_rows, SUPPORTED_ARCHS};
-use super::GgufFile;
+use super::names::{hf_name, norm_weight_offset, permutes_qk, unpermute_qk_rows, unpermuted_row_order, SUPPORTED_ARCHS};
+use super::{GgmlType, GgufFile};
+use crate::quantized::QuantizedMatrix;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 
@@ -179,5 +180,34 @@ impl GgufWeights {
             data.iter_mut().for_each(|x| *x -= offset);
         }
         Ok(data)
+    }
+
+    /// The matrix behind HF name `hf` (`[rows, cols]`) as its GGUF blocks, q/k rows un-permuted;
+    /// None when it is stored as F32 (nothing to save) or in a type without dequantisation.
+    pub fn quantized(&self, hf: &str, expected: [usize; 2]) -> Result<Option<QuantizedMatrix>> {
+        let gguf = self.names.get(hf).ok_or_else(|| ModelError::MissingTensor {
+            tensor: hf.into(),
+            hint: format!(" ({} has no tensor mapping to it)", self.file.path.display()),
+        })?;
+        let info = self.file.tensor_info(gguf).expect("names map to tensors of the file");
+        if info.shape() != expected {
+            return Err(ModelError::ShapeMismatch { tensor: format!("{hf} (GGUF {gguf})"), path: self.file.path.clone(), expected: expected.to_vec(), found: info.shape() });
+        }
+        let ty = info.ggml_type;
+        if ty == GgmlType::F32 || !super::dequant::is_supported(ty) {
+            return Ok(None);
+        }
+        let [rows, cols] = expected;
+        let bytes = self.file.tensor_bytes(info)?;
+        let mut blocks = bytes.to_vec();
+        if permutes_qk(&self.arch) && (hf.ends_with("self_attn.q_proj.weight") || hf.ends_with("self_attn.k_proj.weight")) {
+            let heads = if hf.ends_with("q_proj.weight") { self.num_heads } else { self.num_kv_heads };
+            let row_bytes = bytes.len() / rows.max(1);
+            for (hf_row, gguf_row) in unpermuted_row_order(rows, heads).into_iter().enumerate() {
+                blocks[hf_row * row_bytes..(hf_row + 1) * row_bytes].copy_from_slice(&bytes[gguf_row * row_bytes..(gguf_row + 1) * row_bytes]);
+            }
+        }
+        let err = |e: ModelError| ModelError::Gguf { path: self.file.path.clone(), message: format!("tensor `{gguf}`: {e}") };
+        QuantizedMatrix::new(ty, rows, cols, blocks).map(Some).map_err(err)
     }
 }

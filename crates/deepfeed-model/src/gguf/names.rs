@@ -124,6 +124,20 @@ pub fn unpermute_qk_rows(data: &[f32], cols: usize, n_head: usize) -> Vec<f32> {
     reorder_rows(data, cols, n_head, true)
 }
 
+/// For each HF row of a q/k matrix with `rows` rows in `n_head` heads, the GGUF row it is stored
+/// at (the order [`unpermute_qk_rows`] produces).
+pub fn unpermuted_row_order(rows: usize, n_head: usize) -> Vec<usize> {
+    let head_dim = rows / n_head.max(1);
+    let half = head_dim / 2;
+    (0..rows)
+        .map(|hf_row| {
+            let (h, r) = (hf_row / head_dim, hf_row % head_dim);
+            let (p, i) = (r / half, r % half);
+            h * head_dim + 2 * i + p
+        })
+        .collect()
+}
+
 fn reorder_rows(data: &[f32], cols: usize, n_head: usize, inverse: bool) -> Vec<f32> {
     assert!(cols > 0 && n_head > 0 && data.len() % (cols * n_head) == 0, "q/k rows must split evenly into heads");
     let rows = data.len() / cols;
