@@ -9,7 +9,7 @@ use deepfeed_model::gguf::export::export_model;
 use deepfeed_model::gguf::quantize::FileType;
 use deepfeed_model::gguf::{GgufArray, GgufFile, GgufWriter};
 use deepfeed_model::tiny::{write_tiny_model, TinySpec};
-use deepfeed_model::weights::WeightFiles;
+use deepfeed_model::weights::{WeightDType, WeightFiles};
 use deepfeed_model::{Architecture, Model};
 use serde_json::Value;
 
@@ -142,6 +142,15 @@ fn check(spec: TinySpec) {
     let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
     let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(diff < 1e-2 * scale, "{arch:?}: re-exported F16 logits differ by {diff:e} (logit scale {scale})");
+
+    // kept as F16 blocks in memory (base_dtype: quantized; llama's q/k rows un-permuted block-wise,
+    // the tied head multiplied through the quantised embedding), the same file gives the logits
+    // of dequantise-at-load
+    let mut q = Model::load_as(&re, &device, WeightDType::Quantized).unwrap();
+    assert!(q.network.linears_mut().iter().all(|(_, l)| l.weight.is_quantized()), "{arch:?}");
+    let c = q.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+    let diff = b.iter().zip(&c).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-4 * scale, "{arch:?}: quantised-in-memory logits differ by {diff:e}");
 }
 
 #[test]
