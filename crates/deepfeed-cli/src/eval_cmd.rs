@@ -20,6 +20,10 @@ pub struct EvalArgs {
     /// PEFT adapter to evaluate (LoRA, DoRA or prefix)
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// How the base's weight matrices are kept in memory: f32, bf16, or quantized (a GGUF
+    /// model's own blocks, Q8_0 for safetensors; dequantised tile by tile when used)
+    #[arg(long, value_parser = crate::parse_base_dtype)]
+    base_dtype: Option<deepfeed_model::weights::WeightDType>,
     /// Evaluation data (project JSONL; `metadata.eval` says how each record is judged)
     #[arg(long)]
     data: Option<PathBuf>,
@@ -81,6 +85,7 @@ impl EvalArgs {
         };
         put("model", self.model.as_ref().map(|x| json!(x)));
         put("adapter", self.adapter.as_ref().map(|x| json!(x)));
+        put("base_dtype", self.base_dtype.map(|x| json!(x)));
         put("data", self.data.as_ref().map(|x| json!(x)));
         put("baseline", self.baseline.then_some(json!(true)));
         put("out", self.out.as_ref().map(|x| json!(x)));

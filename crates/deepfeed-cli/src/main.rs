@@ -19,6 +19,7 @@ use deepfeed_model::backend::inference_device;
 use deepfeed_model::generate::{generate, GenerateOptions};
 use deepfeed_model::perplexity::{perplexity, read_documents, PerplexityOptions};
 use deepfeed_model::tiny::{write_tiny_model, TinySpec};
+use deepfeed_model::weights::WeightDType;
 use deepfeed_model::{Architecture, ChatMessage, Model};
 
 #[derive(Parser)]
@@ -175,6 +176,10 @@ struct ChatArgs {
     /// A PEFT LoRA adapter to apply
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// How the base's weight matrices are kept in memory: f32, bf16, or quantized (a GGUF
+    /// model's own blocks, Q8_0 for safetensors; dequantised tile by tile when used)
+    #[arg(long, default_value = "f32", value_parser = parse_base_dtype)]
+    base_dtype: WeightDType,
     /// One-shot: answer this and exit
     #[arg(long)]
     prompt: Option<String>,
@@ -194,6 +199,10 @@ struct GenerateArgs {
     /// A PEFT LoRA adapter to apply
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// How the base's weight matrices are kept in memory: f32, bf16, or quantized (a GGUF
+    /// model's own blocks, Q8_0 for safetensors; dequantised tile by tile when used)
+    #[arg(long, default_value = "f32", value_parser = parse_base_dtype)]
+    base_dtype: WeightDType,
     #[arg(long)]
     prompt: String,
     #[command(flatten)]
@@ -207,6 +216,10 @@ struct PerplexityArgs {
     /// A PEFT LoRA adapter to apply
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// How the base's weight matrices are kept in memory: f32, bf16, or quantized (a GGUF
+    /// model's own blocks, Q8_0 for safetensors; dequantised tile by tile when used)
+    #[arg(long, default_value = "f32", value_parser = parse_base_dtype)]
+    base_dtype: WeightDType,
     /// Plain text (one document) or JSONL (one document per line: text, input_text+target_text, or messages)
     #[arg(long)]
     data: PathBuf,
@@ -221,8 +234,13 @@ struct PerplexityArgs {
     json: bool,
 }
 
-fn load(dir: &PathBuf, adapter: Option<&PathBuf>) -> Result<Model> {
-    let mut model = Model::load(dir, &inference_device())?;
+/// `--base-dtype`: f32, bf16 or quantized.
+pub(crate) fn parse_base_dtype(s: &str) -> std::result::Result<WeightDType, String> {
+    serde_json::from_value(serde_json::json!(s)).map_err(|_| format!("{s:?}: expected f32, bf16 or quantized"))
+}
+
+fn load(dir: &PathBuf, adapter: Option<&PathBuf>, dtype: WeightDType) -> Result<Model> {
+    let mut model = Model::load_as(dir, &inference_device(), dtype)?;
     if let Some(a) = adapter {
         model.load_adapter(a)?;
     }
@@ -243,7 +261,7 @@ fn stream_print(s: &str) {
 }
 
 fn run_chat(args: ChatArgs) -> Result<()> {
-    let model = load(&args.model, args.adapter.as_ref())?;
+    let model = load(&args.model, args.adapter.as_ref(), args.base_dtype)?;
     let opts = args.gen.options();
     opts.validate()?;
     let mut messages = Vec::new();
@@ -293,7 +311,7 @@ fn run_chat(args: ChatArgs) -> Result<()> {
 }
 
 fn run_generate(args: GenerateArgs) -> Result<()> {
-    let model = load(&args.model, args.adapter.as_ref())?;
+    let model = load(&args.model, args.adapter.as_ref(), args.base_dtype)?;
     let ids = model.tokenizer.encode(&args.prompt, true)?;
     let g = generate(&model, &ids, &args.gen.options(), &mut stream_print)?;
     println!();
@@ -308,7 +326,7 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
 }
 
 fn run_perplexity(args: PerplexityArgs) -> Result<()> {
-    let model = load(&args.model, args.adapter.as_ref())?;
+    let model = load(&args.model, args.adapter.as_ref(), args.base_dtype)?;
     let opts = PerplexityOptions { context: args.context, stride: args.stride };
     opts.resolve(&model.config)?;
     let docs = read_documents(&model, &args.data)?;

@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// Base model directory (config.json, *.safetensors, tokenizer.json)
     #[arg(long)]
     model: PathBuf,
+    /// How the base's weight matrices are kept in memory: f32, bf16, or quantized (a GGUF
+    /// model's own blocks, Q8_0 for safetensors; dequantised tile by tile when used)
+    #[arg(long, default_value = "f32", value_parser = crate::parse_base_dtype)]
+    base_dtype: deepfeed_model::weights::WeightDType,
     /// An adapter to serve, as NAME=DIR (repeatable); requests pick it with model "BASE:NAME" or
     /// "NAME". NAME=DIR,kb=KBDIR gives it its own knowledge base (kb=none: no retrieval for it)
     #[arg(long = "adapter", value_name = "NAME=DIR[,kb=KBDIR]")]
@@ -149,7 +153,7 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
         adapter_kbs,
         kb_dir: args.kb_dir.clone(),
     };
-    let model = Model::load(&args.model, &inference_device())?;
+    let model = Model::load_as(&args.model, &inference_device(), args.base_dtype)?;
     let rt = runtime()?;
     rt.block_on(async move {
         let server = deepfeed_serve::start(model, &adapters, cfg).await?;

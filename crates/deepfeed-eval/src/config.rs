@@ -168,6 +168,9 @@ pub struct EvalConfig {
     /// Hash the model files (sha256) into report.json; slow for multi-GB models.
     #[serde(default = "default_true")]
     pub hash_model: bool,
+    /// How the base's weight matrices are kept in memory: f32, bf16 or quantized.
+    #[serde(default)]
+    pub base_dtype: deepfeed_model::weights::WeightDType,
 }
 
 fn default_max_new_tokens() -> usize {
@@ -202,6 +205,7 @@ impl EvalConfig {
             allow_base_mismatch: false,
             worst_samples: default_worst(),
             hash_model: true,
+            base_dtype: Default::default(),
         }
     }
 

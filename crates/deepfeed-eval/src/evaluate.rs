@@ -299,7 +299,7 @@ pub fn evaluate(cfg: &EvalConfig, progress: &mut dyn FnMut(&str)) -> Result<Repo
         return Err(EvalError::Config("--baseline compares the model with and without its adapter: give --adapter too".into()));
     }
 
-    let mut model = Model::load(&cfg.model, &inference_device())?;
+    let mut model = Model::load_as(&cfg.model, &inference_device(), cfg.base_dtype)?;
     if let Some(a) = &cfg.adapter {
         check_adapter_fits(&mut model, a, cfg.allow_base_mismatch)?;
         model.load_adapter(a)?;

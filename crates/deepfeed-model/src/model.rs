@@ -34,6 +34,12 @@ impl Model {
     /// architecture, tokenizer and chat template then come from its metadata and its tensors
     /// are dequantised at load (see `gguf/load.rs`).
     pub fn load_as(dir: &Path, device: &Device, dtype: WeightDType) -> Result<Self> {
+        let model = Self::load_any(dir, device, dtype);
+        release_freed_memory();
+        model
+    }
+
+    fn load_any(dir: &Path, device: &Device, dtype: WeightDType) -> Result<Self> {
         if let Some(path) = crate::gguf::load::gguf_path(dir)? {
             return Self::load_gguf(&path, device, dtype);
         }
@@ -118,5 +124,16 @@ impl Model {
         let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [s, 1]), &self.device);
         let picked = logp.gather(1, targets).neg(); // [s, 1]
         picked.into_data().try_into_vec::<f32>().map_err(|e| ModelError::Invalid(format!("reading log-probs: {e:?}")))
+    }
+}
+
+/// Hands the heap memory freed while loading (f32 conversion buffers, the tokenizer's JSON) back
+/// to the OS. glibc keeps freed pages in its arenas: after loading Gemma 3 270M with
+/// `base_dtype: quantized`, 827 MiB stayed resident without this call and 357 MiB with it.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the OS; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -16,11 +16,11 @@ use crate::layers::MatrixWeight;
 use crate::quantized::QuantizedMatrix;
 use burn::module::Param;
 
-/// How the large weight matrices are kept in memory. Computation is always f32; bf16 storage
-/// halves the memory of a frozen base model (each matrix is widened when used).
+/// How the large weight matrices are kept in memory. Computation is always f32.
 ///
-/// `Quantized` keeps each matrix as quantised blocks, dequantised tile by tile when used
-/// (`quantized/`): a GGUF model keeps the blocks of its own file (Q4_K_M: about 1/7 of f32);
+/// `Bf16` and `Quantized` keep each matrix as blocks that are widened to f32 a tile at a time
+/// when used (`quantized/`), so no f32 copy of a matrix exists, not even in the autodiff graph.
+/// `Bf16` halves the memory of the matrices. `Quantized`: a GGUF model keeps the blocks of its own file (Q4_K_M: about 1/7 of f32);
 /// a safetensors model is quantised to Q8_0 at load (about 1/4). Matrices whose rows are not a
 /// whole number of blocks, and GGUF matrices stored as F32, stay f32. Frozen bases only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -178,42 +178,31 @@ impl WeightFiles {
 
     /// Reads tensor `name` with shape `shape` onto `device` as f32.
     pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D], device: &Device) -> Result<Tensor<D>> {
-        self.tensor_as(name, shape, device, WeightDType::F32)
-    }
-
-    /// Reads tensor `name` with shape `shape` onto `device`, stored as `dtype`.
-    pub fn tensor_as<const D: usize>(&self, name: &str, shape: [usize; D], device: &Device, dtype: WeightDType) -> Result<Tensor<D>> {
-        let data = self.read_f32(name, &shape)?;
-        Ok(match dtype {
-            WeightDType::F32 | WeightDType::Quantized => Tensor::from_data(TensorData::new(data, shape), device),
-            WeightDType::Bf16 => {
-                let data: Vec<half::bf16> = data.into_iter().map(half::bf16::from_f32).collect();
-                Tensor::from_data(TensorData::new(data, shape), (device, DType::BF16))
-            }
-        })
+        Ok(Tensor::from_data(TensorData::new(self.read_f32(name, &shape)?, shape), device))
     }
 }
 
 impl WeightFiles {
     /// Reads weight matrix `name` `[rows, cols]`, kept as `dtype` (see [`WeightDType`]).
     pub fn matrix(&self, name: &str, shape: [usize; 2], device: &Device, dtype: WeightDType) -> Result<MatrixWeight> {
-        if dtype == WeightDType::Quantized {
-            let quantized = match &self.gguf {
+        let [rows, cols] = shape;
+        let blocks = match dtype {
+            WeightDType::F32 => None,
+            // bf16 values widened tile by tile like quantised blocks: a bf16 burn tensor would be
+            // cast to f32 in every forward, and autodiff would keep those f32 copies for backward
+            WeightDType::Bf16 => Some(QuantizedMatrix::quantize(GgmlType::BF16, rows, cols, &self.read_f32(name, &shape)?)?),
+            WeightDType::Quantized => match &self.gguf {
                 Some(g) => g.quantized(name, shape)?,
-                None => {
-                    let [rows, cols] = shape;
-                    if cols % GgmlType::Q8_0.block_size() == 0 {
-                        Some(QuantizedMatrix::quantize(GgmlType::Q8_0, rows, cols, &self.read_f32(name, &shape)?)?)
-                    } else {
-                        None
-                    }
+                None if cols % GgmlType::Q8_0.block_size() == 0 => {
+                    Some(QuantizedMatrix::quantize(GgmlType::Q8_0, rows, cols, &self.read_f32(name, &shape)?)?)
                 }
-            };
-            if let Some(q) = quantized {
-                return Ok(MatrixWeight::Quantized(q));
-            }
-        }
-        Ok(MatrixWeight::Dense(Param::from_tensor(self.tensor_as(name, shape, device, dtype)?)))
+                None => None,
+            },
+        };
+        Ok(match blocks {
+            Some(q) => MatrixWeight::Quantized(q),
+            None => MatrixWeight::Dense(Param::from_tensor(self.tensor(name, shape, device)?)),
+        })
     }
 }
 

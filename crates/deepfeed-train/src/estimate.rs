@@ -100,7 +100,8 @@ pub fn estimate(m: &ModelConfig, cfg: &TrainConfig) -> Result<MemoryEstimate> {
     let per_token_layer = 16 * h + 4 * i;
     // attention scores and probabilities per layer: [b, heads, s, s] twice
     let attention = 2 * b * heads * s * s;
-    // logits, log-softmax and its gradient: [b, s, vocab] three times
+    // logits, log-softmax and its gradient: [n, vocab] three times, n the trained tokens of a
+    // batch (at most b * s; only those go through the output head)
     let logits = 3 * b * s * m.vocab_size;
     let ckpt = if cfg.gradient_checkpointing { 2 } else { 1 };
     let activations_bytes = f * (b * s * l * per_token_layer / ckpt + l * attention / ckpt + logits);

@@ -167,11 +167,21 @@ pub fn batch_loss(network: &Network, rotary: &Rotary, batch: &[&Sample], pad: u3
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), device);
     let hidden = network.forward_hidden(ids, rotary, &positions, mask, None); // [b, s, h]
     let [_, _, h] = hidden.dims();
-    let hidden = hidden.slice([0..b, 0..s - 1, 0..h]); // position t predicts token t+1
-    let logp = log_softmax(network.logits(hidden), 2); // [b, s-1, V]
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, s - 1, 1]), device);
-    let weights = Tensor::<2>::from_data(TensorData::new(weights, [b, s - 1]), device);
-    let picked = logp.gather(2, targets).reshape([b, s - 1]); // log p(target)
+    // position t predicts token t+1; only the trained positions go through the output head (the
+    // logits [n, V] are the largest activations of a step: prompts and padding would be wasted)
+    let hidden = hidden.slice([0..b, 0..s - 1, 0..h]).reshape([b * (s - 1), h]);
+    let mut rows: Vec<i32> = (0..weights.len()).filter(|&i| weights[i] > 0.0).map(|i| i as i32).collect();
+    if rows.is_empty() {
+        rows.push(0); // nothing trained: one row with weight 0 keeps the graph and shapes valid
+    }
+    let n = rows.len();
+    let targets: Vec<i32> = rows.iter().map(|&r| targets[r as usize]).collect();
+    let weights: Vec<f32> = rows.iter().map(|&r| weights[r as usize]).collect();
+    let hidden = hidden.select(0, Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), device)); // [n, h]
+    let logp = log_softmax(network.logits(hidden.reshape([1, n, h])), 2); // [1, n, V]
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n, 1]), device);
+    let weights = Tensor::<1>::from_data(TensorData::new(weights, [n]), device);
+    let picked = logp.gather(2, targets).reshape([n]); // log p(target)
     ((picked * weights).sum().neg(), tokens)
 }
 
@@ -312,7 +322,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     let trainable = select_trainable(&mut model, cfg)?;
     // looked up for every parameter of every step
     let is_trainable: std::collections::HashSet<String> = trainable.iter().cloned().collect();
-    let mut sizes = (0usize, 0usize);
+    // frozen matrices kept quantised are not parameters, but count in the model's size
+    let mut sizes = (0usize, model.network.quantized_values());
     for (name, p) in model.network.params_mut() {
         sizes.1 += p.num_elements();
         if is_trainable.contains(&name) {

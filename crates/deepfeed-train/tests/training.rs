@@ -214,6 +214,8 @@ fn dora_trains_and_reloads() {
 /// checkpointing gives the same run.
 #[test]
 fn bf16_base_and_gradient_checkpointing() {
+    use deepfeed_model::gguf::GgmlType;
+    use deepfeed_model::layers::MatrixWeight;
     use deepfeed_train::config::WeightDType;
     let d = tempfile::tempdir().unwrap();
     let base = TrainConfig { max_steps: Some(6), ..setup(d.path()) };
@@ -227,10 +229,12 @@ fn bf16_base_and_gradient_checkpointing() {
     }
     assert_eq!(f32_run.steps, bf16_run.steps);
     assert_eq!(ckpt_run.steps, f32_run.steps);
-    // the frozen matrices really are bf16
+    // the frozen matrices really are bf16 (blocks widened tile by tile, see quantized/)
     let mut m = Model::load_as(&base.model, &inference_device(), WeightDType::Bf16).unwrap();
-    let (_, l) = m.network.linears_mut().into_iter().next().unwrap();
-    assert_eq!(l.weight.param_mut().expect("a dense bf16 parameter").val().dtype(), burn::tensor::DType::BF16);
+    for (name, l) in m.network.linears_mut() {
+        let MatrixWeight::Quantized(q) = &l.weight else { panic!("{name} is not kept as bf16") };
+        assert_eq!(q.ggml_type(), GgmlType::BF16, "{name}");
+    }
     let e = train(&TrainConfig { method: Method::Full, base_dtype: WeightDType::Bf16, ..base.clone() }, &quiet()).unwrap_err().to_string();
     assert!(e.contains("bf16"), "{e}");
 }
@@ -242,9 +246,11 @@ fn quantized_base_trains_lora_like_f32() {
     use deepfeed_train::config::WeightDType;
     let d = tempfile::tempdir().unwrap();
     let base = TrainConfig { max_steps: Some(6), ..setup(d.path()) };
-    train(&TrainConfig { output_dir: d.path().join("f32"), ..base.clone() }, &quiet()).unwrap();
+    let f_run = train(&TrainConfig { output_dir: d.path().join("f32"), ..base.clone() }, &quiet()).unwrap();
     let q_run = train(&TrainConfig { output_dir: d.path().join("q"), base_dtype: WeightDType::Quantized, ..base.clone() }, &quiet()).unwrap();
     assert_eq!(q_run.steps, 6);
+    // the quantised matrices still count in the model's size; the same parameters train
+    assert_eq!((q_run.total_parameters, q_run.trainable_parameters), (f_run.total_parameters, f_run.trainable_parameters));
     let (a, b) = (losses(&d.path().join("f32")), losses(&d.path().join("q")));
     assert_eq!(a.len(), b.len());
     for i in 0..a.len() {

@@ -72,6 +72,18 @@ impl Network {
         }
     }
 
+    /// Number of values held in matrices kept quantised (`base_dtype: quantized`): frozen base
+    /// weights that [`Network::params_mut`] does not list.
+    pub fn quantized_values(&mut self) -> usize {
+        let (embedding, head) = match self {
+            Network::Llama(n) => (&n.embed_tokens.weight, n.lm_head.as_ref().map(|h| &h.weight)),
+            Network::Gemma3(n) => (&n.embed_tokens.weight, n.lm_head.as_ref().map(|h| &h.weight)),
+        };
+        let count = |w: &crate::layers::MatrixWeight| if w.is_quantized() { w.dims().iter().product() } else { 0 };
+        let outer = count(embedding) + head.map_or(0, count);
+        outer + self.linears_mut().iter().map(|(_, l)| count(&l.weight)).sum::<usize>()
+    }
+
     /// The output head, None when it is the tied embedding.
     pub fn lm_head(&self) -> Option<&Linear> {
         match self {

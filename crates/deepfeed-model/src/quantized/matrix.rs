@@ -20,8 +20,11 @@ use crate::error::{ModelError, Result};
 use crate::gguf::dequant;
 use crate::gguf::GgmlType;
 
-/// Dequantised tile size aimed at: 64 KiB of f32 (about a core's L2 share with the activations).
-const TILE_VALUES: usize = 16 * 1024;
+/// Dequantised tile size aimed at: 256 KiB of f32, which stays in L2 while `gemm` streams the
+/// activations past it. Measured with 16 Ki, 64 Ki and 256 Ki values on the Gemma 3 270M shapes
+/// (LM head [262144, 640], MLP [2048, 640] / [640, 2048], m = 320 tokens): 64 Ki was the best
+/// or level in every case, and faster than burn's dense f32 matmul on most.
+const TILE_VALUES: usize = 64 * 1024;
 
 /// Cheap to clone (the blocks are shared).
 #[derive(Clone)]
@@ -106,7 +109,7 @@ impl QuantizedMatrix {
 
     /// Rows per dequantised tile.
     fn tile_rows(&self) -> usize {
-        (TILE_VALUES / self.inner.cols.max(1)).clamp(4, 256)
+        (TILE_VALUES / self.inner.cols.max(1)).clamp(4, 1024)
     }
 
     /// `x Wᵀ`: x `[m, cols]` row-major -> `[m, rows]`.
