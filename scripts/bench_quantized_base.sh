@@ -6,9 +6,11 @@
 #   scripts/bench_quantized_base.sh [ROUNDS] [STEPS]      # default 3 rounds of 8 steps per mode
 #
 # Each round runs every mode once, the order rotating from round to round; a run's speed is the
-# tokens/s `deepfeed train --json` reports, its memory the peak RSS /usr/bin/time measures (the
-# whole process: model, activations, optimizer). Prints each mode's medians, the ratios against
-# f32, and the final training losses (equal when the modes compute the same thing).
+# tokens/s `deepfeed train --json` reports, its memory the peak RSS of the whole process
+# (`peak_rss_mib`, loading included) and of the training steps alone (`train_peak_rss_mib`:
+# model, activations, gradients, optimizer; the trainer restarts the kernel's count after loading,
+# which is also why /usr/bin/time's maximum RSS is not used: it reads the same restarted count). Prints each mode's medians, the ratios
+# against f32, and the final training losses (equal when the modes compute the same thing).
 # Environment: DEEPFEED (the binary), DEEPFEED_CACHE (model cache, default ~/.cache/deepfeed).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,10 +29,10 @@ for ((r = 0; r < rounds; r++)); do
   for ((i = 0; i < ${#modes[@]}; i++)); do
     mode=${modes[$(((i + r) % ${#modes[@]}))]}
     out="$work/$mode.$r"
-    /usr/bin/time -f "%M" -o "$out.rss" "$deepfeed" train "$root/examples/company-facts/lora.yaml" --model "$gguf" \
+    "$deepfeed" train "$root/examples/company-facts/lora.yaml" --model "$gguf" \
       --output-dir "$out" --max-steps "$steps" --base-dtype "$mode" --json >"$out.json" 2>"$out.log"
-    summary=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("%.1f tok/s, loss %.4f" % (s["tokens_per_second"], s["final_train_loss"]))' "$out.json")
-    echo "round $((r + 1))/$rounds $mode: $summary, peak RSS $(($(tail -n 1 "$out.rss") / 1024)) MiB"
+    summary=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("%.1f tok/s, loss %.4f, peak RSS %.0f MiB (training steps %.0f MiB)" % (s["tokens_per_second"], s["final_train_loss"], s["peak_rss_mib"], s["train_peak_rss_mib"]))' "$out.json")
+    echo "round $((r + 1))/$rounds $mode: $summary"
   done
 done
 
@@ -40,11 +42,12 @@ work, rounds = sys.argv[1], int(sys.argv[2])
 res = {}
 for mode in ["f32", "bf16", "quantized"]:
     tps = [json.load(open(f"{work}/{mode}.{r}.json"))["tokens_per_second"] for r in range(rounds)]
-    rss = [int(open(f"{work}/{mode}.{r}.rss").read().split()[-1]) / 1024 for r in range(rounds)]
+    rss = [json.load(open(f"{work}/{mode}.{r}.json"))["peak_rss_mib"] for r in range(rounds)]
+    train_rss = [json.load(open(f"{work}/{mode}.{r}.json"))["train_peak_rss_mib"] for r in range(rounds)]
     loss = json.load(open(f"{work}/{mode}.0.json"))["final_train_loss"]
-    res[mode] = (statistics.median(tps), statistics.median(rss), loss)
-f_tps, f_rss, _ = res["f32"]
-print(f"\n{'base_dtype':<10} {'tok/s':>7} {'speed vs f32':>13} {'peak RSS MiB':>13} {'RSS vs f32':>11} {'final loss':>11}")
-for mode, (tps, rss, loss) in res.items():
-    print(f"{mode:<10} {tps:>7.1f} {tps / f_tps:>12.2f}x {rss:>13.0f} {rss / f_rss:>10.2f}x {loss:>11.4f}")
+    res[mode] = (statistics.median(tps), statistics.median(train_rss), statistics.median(rss), loss)
+f_tps, f_train, f_rss, _ = res["f32"]
+print(f"\n{'base_dtype':<10} {'tok/s':>7} {'vs f32':>7} {'training RSS MiB':>17} {'vs f32':>7} {'process RSS MiB':>16} {'vs f32':>7} {'final loss':>11}")
+for mode, (tps, train, rss, loss) in res.items():
+    print(f"{mode:<10} {tps:>7.1f} {tps / f_tps:>6.2f}x {train:>17.0f} {train / f_train:>6.2f}x {rss:>16.0f} {rss / f_rss:>6.2f}x {loss:>11.4f}")
 PY

@@ -65,6 +65,9 @@ pub struct TrainSummary {
     pub loss_plot: Option<std::path::PathBuf>,
     /// Peak resident memory of this process (VmHWM), when known.
     pub peak_rss_mib: Option<f64>,
+    /// Peak resident memory of the training steps alone (from the first step on: loading's
+    /// transient buffers excluded), when the OS can restart the count (Linux).
+    pub train_peak_rss_mib: Option<f64>,
     /// Where the result was written (adapter/ or model/), or the last checkpoint when interrupted.
     pub output: std::path::PathBuf,
 }
@@ -269,6 +272,14 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Restarts the VmHWM count (`5` into /proc/self/clear_refs, Linux ≥ 4.0); returns the peak
+/// before the restart, or None when the count cannot be restarted.
+fn restart_peak_rss() -> Option<f64> {
+    let before = peak_rss_mib()?;
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    Some(before)
+}
+
 /// Runs a whole training job as configured.
 pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     cfg.validate()?;
@@ -376,6 +387,7 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     let bar = if opts.quiet || plain_log { ProgressBar::hidden() } else { ProgressBar::new(total_steps as u64) };
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]").unwrap());
     bar.set_position(state.step as u64);
+    let load_peak_rss = restart_peak_rss();
     let started = Instant::now();
     let first_step = state.step;
     let mut tokens_done = 0usize;
@@ -550,7 +562,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         trainable_parameters: sizes.0,
         total_parameters: sizes.1,
         tokens_per_second: tokens_done as f64 / started.elapsed().as_secs_f64(),
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: peak_rss_mib().map(|p| load_peak_rss.map_or(p, |l| p.max(l))),
+        train_peak_rss_mib: load_peak_rss.and(peak_rss_mib()),
         loss_plot: plotted.then(|| run_dir.join("loss.png")),
         output,
     })
