@@ -241,6 +241,9 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         if s.truncated_samples > 0 { format!(", {} samples truncated to max_seq_len", s.truncated_samples) } else { String::new() },
         s.output.display()
     );
+    if let (Some(peak), Some(steps)) = (s.peak_rss_mib, s.train_peak_rss_mib) {
+        println!("peak memory (RSS): {peak:.0} MiB, {steps:.0} MiB during the training steps");
+    }
     match &s.loss_plot {
         Some(p) => println!("loss curve: {}", p.display()),
         None => println!("(loss.png not drawn: no system font found; metrics.jsonl has the numbers)"),

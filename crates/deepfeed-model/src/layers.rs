@@ -19,8 +19,8 @@ pub fn as_f32<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     }
 }
 
-/// A weight matrix `[rows, cols]`: a burn parameter (stored f32 or bf16), or, for a frozen base
-/// loaded with `base_dtype: quantized`, blocks that are dequantised tile by tile whenever the
+/// A weight matrix `[rows, cols]`: a burn parameter, or, for a frozen base loaded with
+/// `base_dtype: bf16` or `quantized`, blocks that are widened to f32 a tile at a time whenever the
 /// matrix is used (`quantized/`); that form is never trained.
 #[derive(Module, Debug)]
 pub enum MatrixWeight {
@@ -96,11 +96,6 @@ impl Linear {
         let weight = w.matrix(&format!("{prefix}.weight"), [out_f, in_f], device, dtype)?;
         let bias = if bias { Some(Param::from_tensor(w.tensor(&format!("{prefix}.bias"), [out_f], device)?)) } else { None };
         Ok(Linear { weight, bias, lora: None })
-    }
-
-    /// A dense layer around `weight` [out, in] (no bias, no adapter).
-    pub fn from_weight(weight: Tensor<2>) -> Self {
-        Linear { weight: MatrixWeight::Dense(Param::from_tensor(weight)), bias: None, lora: None }
     }
 
     pub fn out_features(&self) -> usize {

@@ -3,8 +3,10 @@
 //! Also the one safetensors writer (models, adapters, checkpoints).
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::tensor::TensorView;
@@ -14,13 +16,13 @@ use crate::error::{read_json, ModelError, Result};
 use crate::gguf::GgmlType;
 use crate::layers::MatrixWeight;
 use crate::quantized::QuantizedMatrix;
-use burn::module::Param;
 
 /// How the large weight matrices are kept in memory. Computation is always f32.
 ///
 /// `Bf16` and `Quantized` keep each matrix as blocks that are widened to f32 a tile at a time
 /// when used (`quantized/`), so no f32 copy of a matrix exists, not even in the autodiff graph.
-/// `Bf16` halves the memory of the matrices. `Quantized`: a GGUF model keeps the blocks of its own file (Q4_K_M: about 1/7 of f32);
+/// `Bf16` halves the memory of the matrices. `Quantized`: a GGUF model keeps the blocks of its
+/// own file (Q4_K_M: 1/4 to 1/7 of f32, depending on how much of it the Q8_0/Q6_K embedding is);
 /// a safetensors model is quantised to Q8_0 at load (about 1/4). Matrices whose rows are not a
 /// whole number of blocks, and GGUF matrices stored as F32, stay f32. Frozen bases only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -147,6 +149,23 @@ impl WeightFiles {
         if let Some(g) = &self.gguf {
             return g.read_f32(name, expected);
         }
+        let rows = expected.first().copied().unwrap_or(1);
+        self.read_safetensors_rows(name, expected, 0..rows)
+    }
+
+    /// Rows `rows` (of the first dimension) of tensor `name`, checked to have shape `expected`,
+    /// as f32: a part of [`WeightFiles::read_f32`] without the whole tensor in f32.
+    pub fn read_rows_f32(&self, name: &str, expected: &[usize], rows: Range<usize>) -> Result<Vec<f32>> {
+        if rows.start > rows.end || Some(&rows.end) > expected.first() {
+            return Err(ModelError::Invalid(format!("{name}: rows {rows:?} are outside its shape {expected:?}")));
+        }
+        match &self.gguf {
+            Some(g) => g.read_rows_f32(name, expected, rows),
+            None => self.read_safetensors_rows(name, expected, rows),
+        }
+    }
+
+    fn read_safetensors_rows(&self, name: &str, expected: &[usize], rows: Range<usize>) -> Result<Vec<f32>> {
         let &i = self.index.get(name).ok_or_else(|| ModelError::MissingTensor {
             tensor: name.into(),
             hint: format!(" ({} tensors present in {} file(s))", self.index.len(), self.files.len()),
@@ -165,14 +184,19 @@ impl WeightFiles {
                 found: view.shape().to_vec(),
             });
         }
-        let bytes = view.data();
-        Ok(match view.dtype() {
-            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        let size = match view.dtype() {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
             other => {
                 return Err(ModelError::UnsupportedDtype { tensor: name.into(), path: path.clone(), dtype: format!("{other:?}") })
             }
+        };
+        let row_len: usize = expected.iter().skip(1).product();
+        let bytes = &view.data()[rows.start * row_len * size..rows.end * row_len * size];
+        Ok(match view.dtype() {
+            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            _ => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         })
     }
 
@@ -180,22 +204,18 @@ impl WeightFiles {
     pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D], device: &Device) -> Result<Tensor<D>> {
         Ok(Tensor::from_data(TensorData::new(self.read_f32(name, &shape)?, shape), device))
     }
-}
 
-impl WeightFiles {
     /// Reads weight matrix `name` `[rows, cols]`, kept as `dtype` (see [`WeightDType`]).
     pub fn matrix(&self, name: &str, shape: [usize; 2], device: &Device, dtype: WeightDType) -> Result<MatrixWeight> {
-        let [rows, cols] = shape;
+        let cols = shape[1];
         let blocks = match dtype {
             WeightDType::F32 => None,
             // bf16 values widened tile by tile like quantised blocks: a bf16 burn tensor would be
             // cast to f32 in every forward, and autodiff would keep those f32 copies for backward
-            WeightDType::Bf16 => Some(QuantizedMatrix::quantize(GgmlType::BF16, rows, cols, &self.read_f32(name, &shape)?)?),
+            WeightDType::Bf16 => Some(self.encode_matrix(name, shape, GgmlType::BF16)?),
             WeightDType::Quantized => match &self.gguf {
                 Some(g) => g.quantized(name, shape)?,
-                None if cols % GgmlType::Q8_0.block_size() == 0 => {
-                    Some(QuantizedMatrix::quantize(GgmlType::Q8_0, rows, cols, &self.read_f32(name, &shape)?)?)
-                }
+                None if cols % GgmlType::Q8_0.block_size() == 0 => Some(self.encode_matrix(name, shape, GgmlType::Q8_0)?),
                 None => None,
             },
         };
@@ -203,6 +223,18 @@ impl WeightFiles {
             Some(q) => MatrixWeight::Quantized(q),
             None => MatrixWeight::Dense(Param::from_tensor(self.tensor(name, shape, device)?)),
         })
+    }
+
+    /// Matrix `name` encoded as `ty` a few MiB of rows at a time, so that its f32 form never
+    /// exists whole (a large embedding would otherwise double the peak memory of loading).
+    fn encode_matrix(&self, name: &str, [rows, cols]: [usize; 2], ty: GgmlType) -> Result<QuantizedMatrix> {
+        let chunk = ((1 << 20) / cols.max(1)).max(1); // 4 MiB of f32
+        let mut blocks = Vec::with_capacity(crate::gguf::dequant::row_bytes(ty, cols)? * rows);
+        for start in (0..rows).step_by(chunk) {
+            let values = self.read_rows_f32(name, &[rows, cols], start..(start + chunk).min(rows))?;
+            blocks.extend(crate::gguf::quantize::quantize(ty, &values, cols)?);
+        }
+        QuantizedMatrix::new(ty, rows, cols, blocks)
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use deepfeed_model::backend::inference_device;
 use deepfeed_model::gguf::names::{gguf_name, norm_weight_offset, permute_qk_rows, permutes_qk};
 use deepfeed_model::gguf::export::export_model;
+use deepfeed_model::gguf::load::GgufWeights;
 use deepfeed_model::gguf::quantize::FileType;
 use deepfeed_model::gguf::{GgufArray, GgufFile, GgufWriter};
 use deepfeed_model::tiny::{write_tiny_model, TinySpec};
@@ -142,6 +143,18 @@ fn check(spec: TinySpec) {
     let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
     let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(diff < 1e-2 * scale, "{arch:?}: re-exported F16 logits differ by {diff:e} (logit scale {scale})");
+
+    // rows read on their own (how bf16/Q8_0 blocks are built at load) equal the whole tensor's,
+    // from the GGUF (llama: q/k rows un-permuted one by one) and from the HF directory
+    let q_name = "model.layers.1.self_attn.q_proj.weight";
+    let shape = [hf.config.num_attention_heads * hf.config.head_dim, hf.config.hidden_size];
+    let from_gguf = WeightFiles::from_gguf(GgufWeights::new(GgufFile::open(&path).unwrap(), &hf.config).unwrap());
+    for w in [&from_gguf, &WeightFiles::open(&hf_dir).unwrap()] {
+        let whole = w.read_f32(q_name, &shape).unwrap();
+        let part = w.read_rows_f32(q_name, &shape, 3..7).unwrap();
+        assert_eq!(part, whole[3 * shape[1]..7 * shape[1]], "{arch:?}");
+        assert!(w.read_rows_f32(q_name, &shape, 0..shape[0] + 1).is_err());
+    }
 
     // kept as F16 blocks in memory (base_dtype: quantized; llama's q/k rows un-permuted block-wise,
     // the tied head multiplied through the quantised embedding), the same file gives the logits

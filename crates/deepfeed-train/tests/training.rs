@@ -265,6 +265,15 @@ fn quantized_base_trains_lora_like_f32() {
     f.load_adapter(&q_run.output).unwrap();
     let e = train(&TrainConfig { method: Method::Full, base_dtype: WeightDType::Quantized, ..base.clone() }, &quiet()).unwrap_err().to_string();
     assert!(e.contains("base_dtype: quantized") && e.contains("method: lora or prefix"), "{e}");
+    // DoRA reads W itself (its row norms): a quantised W is dequantised for it, same run
+    let mut dora = base.clone();
+    dora.lora.use_dora = true;
+    train(&TrainConfig { output_dir: d.path().join("dora-f32"), ..dora.clone() }, &quiet()).unwrap();
+    train(&TrainConfig { output_dir: d.path().join("dora-q"), base_dtype: WeightDType::Quantized, ..dora }, &quiet()).unwrap();
+    let (a, b) = (losses(&d.path().join("dora-f32")), losses(&d.path().join("dora-q")));
+    for i in 0..a.len() {
+        assert!((a[i] - b[i]).abs() < 0.01 * a[i], "DoRA step {i}: f32 {} vs quantized {}", a[i], b[i]);
+    }
 }
 
 #[test]

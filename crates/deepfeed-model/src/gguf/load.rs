@@ -160,19 +160,39 @@ impl GgufWeights {
         self.file.tensor_info(self.names.get(hf)?).map(|t| t.shape())
     }
 
-    /// Dequantises the tensor behind HF name `hf`, checking it has shape `expected`, and undoes
-    /// llama.cpp's storage transforms.
-    pub fn read_f32(&self, hf: &str, expected: &[usize]) -> Result<Vec<f32>> {
+    /// The GGUF tensor behind HF name `hf`, checked to have shape `expected`.
+    fn lookup(&self, hf: &str, expected: &[usize]) -> Result<&super::GgufTensorInfo> {
         let gguf = self.names.get(hf).ok_or_else(|| ModelError::MissingTensor {
             tensor: hf.into(),
             hint: format!(" ({} has no tensor mapping to it)", self.file.path.display()),
         })?;
-        let (shape, mut data) = self.file.tensor_f32(gguf)?;
-        if shape != expected {
-            return Err(ModelError::ShapeMismatch { tensor: format!("{hf} (GGUF {gguf})"), path: self.file.path.clone(), expected: expected.to_vec(), found: shape });
+        let info = self.file.tensor_info(gguf).expect("names map to tensors of the file");
+        if info.shape() != expected {
+            return Err(ModelError::ShapeMismatch { tensor: format!("{hf} (GGUF {gguf})"), path: self.file.path.clone(), expected: expected.to_vec(), found: info.shape() });
         }
-        if permutes_qk(&self.arch) && (hf.ends_with("self_attn.q_proj.weight") || hf.ends_with("self_attn.k_proj.weight")) {
-            let heads = if hf.ends_with("q_proj.weight") { self.num_heads } else { self.num_kv_heads };
+        Ok(info)
+    }
+
+    /// The number of heads of a q/k matrix llama.cpp stored with permuted rows, else None.
+    fn permuted_heads(&self, hf: &str) -> Option<usize> {
+        if !permutes_qk(&self.arch) {
+            return None;
+        }
+        if hf.ends_with("self_attn.q_proj.weight") {
+            Some(self.num_heads)
+        } else if hf.ends_with("self_attn.k_proj.weight") {
+            Some(self.num_kv_heads)
+        } else {
+            None
+        }
+    }
+
+    /// Dequantises the tensor behind HF name `hf`, checking it has shape `expected`, and undoes
+    /// llama.cpp's storage transforms.
+    pub fn read_f32(&self, hf: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let info = self.lookup(hf, expected)?;
+        let (shape, mut data) = self.file.tensor_f32(&info.name)?;
+        if let Some(heads) = self.permuted_heads(hf) {
             data = unpermute_qk_rows(&data, shape[1], heads);
         }
         let offset = norm_weight_offset(&self.arch);
@@ -182,17 +202,31 @@ impl GgufWeights {
         Ok(data)
     }
 
+    /// Rows `rows` of the matrix behind HF name `hf` (shape `expected`, 2-D), dequantised, in HF
+    /// row order (llama's q/k rows un-permuted, as [`GgufWeights::read_f32`] does).
+    pub fn read_rows_f32(&self, hf: &str, expected: &[usize], rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        if expected.len() != 2 {
+            return Err(ModelError::Invalid(format!("{hf}: reading rows needs a matrix, found shape {expected:?}")));
+        }
+        let info = self.lookup(hf, expected)?;
+        let (row_len, n_rows) = info.rows();
+        let mut out = vec![0f32; rows.len() * row_len];
+        match self.permuted_heads(hf) {
+            Some(heads) => {
+                let order = unpermuted_row_order(n_rows, heads);
+                for (o, r) in out.chunks_mut(row_len.max(1)).zip(rows) {
+                    self.file.tensor_rows_f32(info, order[r]..order[r] + 1, o)?;
+                }
+            }
+            None => self.file.tensor_rows_f32(info, rows, &mut out)?,
+        }
+        Ok(out)
+    }
+
     /// The matrix behind HF name `hf` (`[rows, cols]`) as its GGUF blocks, q/k rows un-permuted;
     /// None when it is stored as F32 (nothing to save) or in a type without dequantisation.
     pub fn quantized(&self, hf: &str, expected: [usize; 2]) -> Result<Option<QuantizedMatrix>> {
-        let gguf = self.names.get(hf).ok_or_else(|| ModelError::MissingTensor {
-            tensor: hf.into(),
-            hint: format!(" ({} has no tensor mapping to it)", self.file.path.display()),
-        })?;
-        let info = self.file.tensor_info(gguf).expect("names map to tensors of the file");
-        if info.shape() != expected {
-            return Err(ModelError::ShapeMismatch { tensor: format!("{hf} (GGUF {gguf})"), path: self.file.path.clone(), expected: expected.to_vec(), found: info.shape() });
-        }
+        let info = self.lookup(hf, &expected)?;
         let ty = info.ggml_type;
         if ty == GgmlType::F32 || !super::dequant::is_supported(ty) {
             return Ok(None);
@@ -200,14 +234,13 @@ impl GgufWeights {
         let [rows, cols] = expected;
         let bytes = self.file.tensor_bytes(info)?;
         let mut blocks = bytes.to_vec();
-        if permutes_qk(&self.arch) && (hf.ends_with("self_attn.q_proj.weight") || hf.ends_with("self_attn.k_proj.weight")) {
-            let heads = if hf.ends_with("q_proj.weight") { self.num_heads } else { self.num_kv_heads };
+        if let Some(heads) = self.permuted_heads(hf) {
             let row_bytes = bytes.len() / rows.max(1);
             for (hf_row, gguf_row) in unpermuted_row_order(rows, heads).into_iter().enumerate() {
                 blocks[hf_row * row_bytes..(hf_row + 1) * row_bytes].copy_from_slice(&bytes[gguf_row * row_bytes..(gguf_row + 1) * row_bytes]);
             }
         }
-        let err = |e: ModelError| ModelError::Gguf { path: self.file.path.clone(), message: format!("tensor `{gguf}`: {e}") };
+        let err = |e: ModelError| ModelError::Gguf { path: self.file.path.clone(), message: format!("tensor `{}`: {e}", info.name) };
         QuantizedMatrix::new(ty, rows, cols, blocks).map(Some).map_err(err)
     }
 }
