@@ -58,45 +58,40 @@ impl QuantizedMatmulBackend for Flex {
     }
 }
 
-/// Backward of `y = x Wᵀ`: `∂x = ∂y W`.
+/// Backward of both products: `y = x Wᵀ` gives `∂x = ∂y W`, and `y = g W` gives `∂g = ∂y Wᵀ`.
 #[derive(Debug)]
-struct MatmulTBackward;
+struct ProductBackward;
 
-impl<B: QuantizedMatmulBackend> Backward<B, 1> for MatmulTBackward {
-    type State = QuantizedMatrix;
+impl<B: QuantizedMatmulBackend> Backward<B, 1> for ProductBackward {
+    /// The matrix, and whether the forward product was `x Wᵀ`.
+    type State = (QuantizedMatrix, bool);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let w = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| B::quantized_matmul(grad, w));
+        let (w, transposed) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| if transposed { B::quantized_matmul(grad, w) } else { B::quantized_matmul_t(grad, w) });
     }
 }
 
-/// Backward of `y = g W`: `∂g = ∂y Wᵀ` (only needed for a second-order use; kept for symmetry).
-#[derive(Debug)]
-struct MatmulBackward;
-
-impl<B: QuantizedMatmulBackend> Backward<B, 1> for MatmulBackward {
-    type State = QuantizedMatrix;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let w = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| B::quantized_matmul_t(grad, w));
+/// Runs one product on the inner backend and records it for backward (the matrix is the state).
+fn record<B: QuantizedMatmulBackend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    w: QuantizedMatrix,
+    transposed: bool,
+) -> FloatTensor<Autodiff<B, C>> {
+    let product = |x, w| if transposed { B::quantized_matmul_t(x, w) } else { B::quantized_matmul(x, w) };
+    match ProductBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((w.clone(), transposed), product(x.into_primitive(), w)),
+        OpsKind::UnTracked(prep) => prep.finish(product(x.into_primitive(), w)),
     }
 }
 
 impl<B: QuantizedMatmulBackend, C: CheckpointStrategy> QuantizedMatmulBackend for Autodiff<B, C> {
     fn quantized_matmul_t(x: FloatTensor<Self>, w: QuantizedMatrix) -> FloatTensor<Self> {
-        match MatmulTBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(w.clone(), B::quantized_matmul_t(x.into_primitive(), w)),
-            OpsKind::UnTracked(prep) => prep.finish(B::quantized_matmul_t(x.into_primitive(), w)),
-        }
+        record::<B, C>(x, w, true)
     }
 
     fn quantized_matmul(g: FloatTensor<Self>, w: QuantizedMatrix) -> FloatTensor<Self> {
-        match MatmulBackward.prepare::<C>([g.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(w.clone(), B::quantized_matmul(g.into_primitive(), w)),
-            OpsKind::UnTracked(prep) => prep.finish(B::quantized_matmul(g.into_primitive(), w)),
-        }
+        record::<B, C>(g, w, false)
     }
 }
 
@@ -143,6 +138,23 @@ mod tests {
             assert!(close(&y_q, &y_d), "forward differs");
             assert!(close(&g_q, &g_d), "input gradient differs");
         }
+        // the other product, g W (used by backward), is differentiable too
+        let device = training_device();
+        let g_values = random(n * rows, 5);
+        let run = |quantized: bool| {
+            let g = Tensor::<2>::from_data(TensorData::new(g_values.clone(), [n, rows]), &device).require_grad();
+            let y = if quantized {
+                Tensor::from_dispatch(<Dispatch as QuantizedMatmulBackend>::quantized_matmul(g.clone().into_dispatch(), q.clone()))
+            } else {
+                g.clone().matmul(Tensor::<2>::from_data(TensorData::new(q.to_f32(), [rows, cols]), &device))
+            };
+            let grads = (y.clone() * y.clone()).sum().backward();
+            (values(y.detach()), values(g.grad(&grads).unwrap()))
+        };
+        let ((y_q, g_q), (y_d, g_d)) = (run(true), run(false));
+        assert!(y_q.iter().zip(&y_d).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs())), "g W differs");
+        assert!(g_q.iter().zip(&g_d).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs())), "gradient of g W differs");
+
         // and without autodiff (generation): same values
         let x = Tensor::<2>::from_data(TensorData::new(x_values, [n, cols]), &inference_device());
         let w = Tensor::<2>::from_data(TensorData::new(q.to_f32(), [rows, cols]), &inference_device());
