@@ -36,6 +36,13 @@ fn init_chat_generate_perplexity() {
     let ppl = r["perplexity"].as_f64().unwrap();
     // a random model is close to uniform over the 502-token vocabulary
     assert!(ppl > 100.0 && ppl < 2000.0, "{ppl}");
+    // the base kept as bf16 or Q8_0 blocks (--base-dtype) scores within their rounding
+    for dtype in ["bf16", "quantized"] {
+        let json = ok(&deepfeed(&["perplexity", "--model", "m", "--data", "a.jsonl", "--json", "--base-dtype", dtype], d.path()));
+        let p = serde_json::from_str::<serde_json::Value>(&json).unwrap()["perplexity"].as_f64().unwrap();
+        assert!((p / ppl - 1.0).abs() < 0.01, "{dtype}: {p} vs f32 {ppl}");
+        ok(&deepfeed(&["generate", "--model", "m", "--prompt", "Hello", "--max-tokens", "4", "--base-dtype", dtype], d.path()));
+    }
 
     // interactive chat reads turns from stdin until EOF
     let mut child = Command::new(env!("CARGO_BIN_EXE_deepfeed"))
