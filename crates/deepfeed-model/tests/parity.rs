@@ -40,6 +40,7 @@ fn check_arch(arch: &str) {
     let ours = logits.into_data().try_into_vec::<f32>().unwrap();
     let max_diff = ours.iter().zip(&ref_logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(max_diff < 1e-4, "{arch}: max |logit diff| = {max_diff:e}");
+    eprintln!("{arch}: max |logit diff| vs transformers = {max_diff:e}");
 
     // 3. perplexity, relative diff < 1e-5
     let (sum, count) = score_ids(&model, &ids, ids.len(), ids.len()).unwrap();
@@ -83,11 +84,27 @@ fn gemma3_matches_transformers() {
     check_arch("gemma3");
 }
 
+/// MLA with a compressed query (q_lora_rank), YaRN (attention factor and softmax mscale),
+/// 3 layers (dense, MoE, MoE) with a softmax router doing group-limited greedy top-2 of 8 experts,
+/// 1 shared expert, routed_scaling_factor 1.5.
+#[test]
+fn deepseek_v2_matches_transformers() {
+    check_arch("deepseek_v2");
+}
+
+/// MLA with an uncompressed q_proj, interleaved rope; sigmoid router with a random
+/// e_score_correction_bias (noaux_tc, 2 groups, top-1 group), norm_topk_prob, scaling 2.5.
+#[test]
+fn deepseek_v3_matches_transformers() {
+    check_arch("deepseek_v3");
+}
+
 /// The KV-cache path must give the same logits as one full pass.
 #[test]
 fn cached_decoding_equals_full_pass() {
     // gemma3: 3 of the sliding layers' 8-token windows pass while decoding
-    for arch in ["qwen2", "gemma3"] {
+    // deepseek_v2: the per-head MLA keys/values and the MoE routing of single tokens
+    for arch in ["qwen2", "gemma3", "deepseek_v2"] {
         check_cached_decoding(arch);
     }
 }
