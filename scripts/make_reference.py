@@ -228,8 +228,14 @@ def main():
                 top = torch.topk(last, 2).values
                 margins.append((top[0] - top[1]).item())
                 seq.append(int(last.argmax()))
-        save_file({"logits": logits.contiguous(), "token_nll": nll.contiguous()},
-                  os.path.join(out, "reference.safetensors"))
+        tensors = {"logits": logits.contiguous(), "token_nll": nll.contiguous()}
+        if arch == "deepseek_v3":
+            # the same weights with rotate-half rope (rope_interleave false), first 16 tokens
+            model.config.rope_interleave = False
+            with torch.no_grad():
+                tensors["logits_rotate_half"] = model(torch.tensor([ids[:16]])).logits[0].float().contiguous()
+            model.config.rope_interleave = True
+        save_file(tensors, os.path.join(out, "reference.safetensors"))
         ref = {
             "generator": f"transformers {__import__('transformers').__version__}, torch {torch.__version__}",
             "text": TEXT, "input_ids": ids, "mean_nll": mean_nll, "perplexity": math.exp(mean_nll),

@@ -453,3 +453,29 @@ fn lora_trains_deepseek() {
         assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4), "{arch:?}: reloaded adapter != merged");
     }
 }
+
+/// Full fine-tuning of a tiny DeepSeek-V3: the loss goes down, the saved model loads, the router
+/// weights were trained (the routing weights are in the graph) and the router's
+/// `e_score_correction_bias`, a buffer in transformers, is saved unchanged.
+#[test]
+fn full_finetuning_trains_deepseek_router() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path().join("deepseek");
+    write_tiny_model(&TinySpec { init_std: 0.2, ..TinySpec::tiny(Architecture::DeepseekV3) }, &base).unwrap();
+    let cfg = TrainConfig { method: Method::Full, epochs: 3, learning_rate: 3e-3, model: base, ..setup(d.path()) };
+    let s = train(&cfg, &quiet()).unwrap();
+    let l = losses(&cfg.output_dir);
+    assert!(l[l.len() - 1] < l[0], "{l:?}");
+    let read = |dir: &Path, name: &str| -> Vec<f32> {
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let t = st.tensor(name).unwrap();
+        assert_eq!(t.dtype(), safetensors::Dtype::F32);
+        t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    };
+    let gate = "model.layers.1.mlp.gate.weight";
+    let bias = "model.layers.1.mlp.gate.e_score_correction_bias";
+    assert_ne!(read(&s.output, gate), read(&cfg.model, gate), "the router was not trained");
+    assert_eq!(read(&s.output, bias), read(&cfg.model, bias));
+    Model::load(&s.output, &inference_device()).unwrap();
+}
