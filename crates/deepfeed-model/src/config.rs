@@ -427,6 +427,15 @@ impl ModelConfig {
         })
     }
 
+    /// Values the KV cache holds per token and layer: keys and values of every key/value head
+    /// (DeepSeek: each head's dq-wide key and dv-wide value, cached after kv_b_proj).
+    pub fn kv_values_per_token_per_layer(&self) -> usize {
+        match &self.deepseek {
+            Some(ds) => self.num_attention_heads * (ds.qk_head_dim() + ds.v_head_dim),
+            None => 2 * self.num_key_value_heads * self.head_dim,
+        }
+    }
+
     /// Number of parameters of the model described (embedding counted once when tied).
     pub fn num_parameters(&self) -> usize {
         let (h, i, d) = (self.hidden_size, self.intermediate_size, self.head_dim);

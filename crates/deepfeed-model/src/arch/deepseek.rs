@@ -165,7 +165,6 @@ pub struct DeepseekMlp {
 }
 
 impl DeepseekMlp {
-    #[allow(clippy::too_many_arguments)]
     fn load(w: &WeightFiles, p: &str, h: usize, i: usize, bias: bool, device: &Device, dt: WeightDType) -> Result<Self> {
         Ok(DeepseekMlp {
             gate_proj: Linear::load(w, &format!("{p}.gate_proj"), h, i, bias, device, dt)?,
@@ -218,7 +217,9 @@ impl DeepseekMoe {
         let ds = settings(cfg)?;
         let (h, e, i) = (cfg.hidden_size, ds.n_routed_experts, ds.moe_intermediate_size);
         let experts = (0..e)
-            .map(|j| DeepseekMlp::load(w, &format!("{p}.experts.{j}"), h, i, cfg.mlp_bias, device, dt))
+            // routed experts never have biases (transformers stores them as bias-free 3-D tensors);
+            // `mlp_bias` (V2) applies to the dense layers and the shared experts
+            .map(|j| DeepseekMlp::load(w, &format!("{p}.experts.{j}"), h, i, false, device, dt))
             .collect::<Result<Vec<_>>>()?;
         let shared_experts = match ds.n_shared_experts {
             0 => None,
