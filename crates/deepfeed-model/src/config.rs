@@ -531,6 +531,13 @@ fn gemma3_settings(f: &Fields, map: &Map<String, Value>, num_layers: usize, head
 /// DeepSeek-V2/V3's latent-attention and mixture-of-experts fields.
 fn deepseek_settings(f: &Fields, arch: Architecture, num_layers: usize, rope: &RopeScaling) -> Result<DeepseekSettings> {
     let v3 = arch == Architecture::DeepseekV3;
+    // the official V3/R1 weights are FP8 blocks with scales; refuse them before reading weights
+    if let Some(method) = f.map.get("quantization_config").and_then(|q| q.get("quant_method")).and_then(|m| m.as_str()) {
+        return Err(f.err(
+            "quantization_config.quant_method",
+            format!("{method:?} checkpoints are not supported; expected unquantised F32/F16/BF16 weights (convert FP8 DeepSeek weights to BF16 first)"),
+        ));
+    }
     let q_lora_rank = f.opt_usize("q_lora_rank")?;
     if q_lora_rank == Some(0) {
         return Err(f.err("q_lora_rank", "must be greater than 0 (or null for an uncompressed q_proj)"));

@@ -55,6 +55,11 @@ fn tiny_deepseek_config_and_errors() {
         std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
         let e = Model::load(&dir, &inference_device()).err().expect("missing field refused").to_string();
         assert!(e.contains("moe_intermediate_size") && e.contains("missing"), "{e}");
+        cfg["moe_intermediate_size"] = serde_json::json!(16);
+        cfg["quantization_config"] = serde_json::json!({"quant_method": "fp8", "fmt": "e4m3"});
+        std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+        let e = Model::load(&dir, &inference_device()).err().expect("fp8 refused").to_string();
+        assert!(e.contains("quant_method") && e.contains("fp8"), "{e}");
     }
 }
 
