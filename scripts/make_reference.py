@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference fixtures for deepfeed's model parity tests, computed by PyTorch + transformers.
 
-For each architecture (llama, qwen2, qwen3, gemma3) this script
+For each architecture (llama, qwen2, qwen3, gemma3, deepseek_v2, deepseek_v3) this script
   1. trains (once) a small byte-level BPE tokenizer on a fixed English + Chinese corpus, with the
      DeepSeek special tokens, so fixtures stay small (vocab 512 instead of DeepSeek's 129k);
   2. builds a tiny randomly initialised model with transformers and saves it in exact HF layout;
@@ -134,6 +134,38 @@ def build(arch, vocab, bos_id, eos_id):
         )
         cfg._attn_implementation = "eager"
         model = Gemma3ForCausalLM(cfg)
+    elif arch == "deepseek_v2":
+        from transformers import DeepseekV2Config, DeepseekV2ForCausalLM
+        # MLA with a compressed query (q_lora_rank), YaRN with mscale != mscale_all_dim (so both the
+        # rotary attention factor and the softmax mscale are exercised), 3 layers: dense, MoE, MoE;
+        # 8 routed experts in 4 groups, group-limited greedy top-2 of 2 groups, 1 shared expert.
+        common.update(num_hidden_layers=3, num_key_value_heads=4, intermediate_size=64)
+        cfg = DeepseekV2Config(
+            **common, q_lora_rank=48, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8,
+            v_head_dim=16, moe_intermediate_size=16, n_routed_experts=8, n_shared_experts=1,
+            num_experts_per_tok=2, first_k_dense_replace=1, topk_method="group_limited_greedy",
+            n_group=4, topk_group=2, routed_scaling_factor=1.5, tie_word_embeddings=False,
+            rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                             "original_max_position_embeddings": 32, "beta_fast": 32, "beta_slow": 1,
+                             "mscale": 1.0, "mscale_all_dim": 0.707},
+        )
+        cfg._attn_implementation = "eager"
+        model = DeepseekV2ForCausalLM(cfg)
+    elif arch == "deepseek_v3":
+        from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+        # MLA without q compression (q_proj), interleaved rope, default rope; 3 layers: dense, MoE,
+        # MoE; sigmoid router with a random e_score_correction_bias, noaux_tc over 2 groups
+        # (top-1 group), top-2 of 8 experts, norm_topk_prob and routed_scaling_factor 2.5.
+        common.update(num_hidden_layers=3, num_key_value_heads=4, intermediate_size=64)
+        cfg = DeepseekV3Config(
+            **common, q_lora_rank=None, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8,
+            v_head_dim=16, moe_intermediate_size=16, n_routed_experts=8, n_shared_experts=1,
+            num_experts_per_tok=2, first_k_dense_replace=1, n_group=2, topk_group=1,
+            norm_topk_prob=True, routed_scaling_factor=2.5, rope_interleave=True,
+            tie_word_embeddings=False, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        )
+        cfg._attn_implementation = "eager"
+        model = DeepseekV3ForCausalLM(cfg)
     else:
         raise ValueError(arch)
     # Random biases and norm weights too (HF initialises them to 0 / 1, which would hide bugs).
@@ -141,6 +173,10 @@ def build(arch, vocab, bos_id, eos_id):
         for name, p in model.named_parameters():
             if name.endswith("bias") or "norm" in name:
                 p.copy_(torch.randn_like(p) * 0.1 + (1.0 if "norm" in name else 0.0))
+        # DeepSeek-V3's router bias is a buffer, not a parameter
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                b.copy_(torch.randn_like(b) * 0.1)
     return model.eval()
 
 
@@ -155,9 +191,11 @@ def main():
 
     from transformers import AutoTokenizer
     only = sys.argv[1:]
-    for arch in ["llama", "qwen2", "qwen3", "gemma3"]:
-        if arch == "gemma3":
-            torch.manual_seed(3)  # own seed: its fixture does not depend on the ones before it
+    for arch in ["llama", "qwen2", "qwen3", "gemma3", "deepseek_v2", "deepseek_v3"]:
+        # own seed: these fixtures do not depend on the ones before them
+        seeds = {"gemma3": 3, "deepseek_v2": 4, "deepseek_v3": 5}
+        if arch in seeds:
+            torch.manual_seed(seeds[arch])
         if only and arch not in only:
             continue
         out = os.path.join(FIXTURES, arch)
@@ -190,8 +228,14 @@ def main():
                 top = torch.topk(last, 2).values
                 margins.append((top[0] - top[1]).item())
                 seq.append(int(last.argmax()))
-        save_file({"logits": logits.contiguous(), "token_nll": nll.contiguous()},
-                  os.path.join(out, "reference.safetensors"))
+        tensors = {"logits": logits.contiguous(), "token_nll": nll.contiguous()}
+        if arch == "deepseek_v3":
+            # the same weights with rotate-half rope (rope_interleave false), first 16 tokens
+            model.config.rope_interleave = False
+            with torch.no_grad():
+                tensors["logits_rotate_half"] = model(torch.tensor([ids[:16]])).logits[0].float().contiguous()
+            model.config.rope_interleave = True
+        save_file(tensors, os.path.join(out, "reference.safetensors"))
         ref = {
             "generator": f"transformers {__import__('transformers').__version__}, torch {torch.__version__}",
             "text": TEXT, "input_ids": ids, "mean_nll": mean_nll, "perplexity": math.exp(mean_nll),

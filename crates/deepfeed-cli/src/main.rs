@@ -100,7 +100,7 @@ enum Preset {
 
 #[derive(Args)]
 struct InitTinyArgs {
-    /// llama, qwen2, qwen3 or gemma3
+    /// llama, qwen2, qwen3, gemma3, deepseek_v2 or deepseek_v3
     #[arg(long, default_value = "llama")]
     arch: String,
     /// Directory to create (must not exist, or be empty)
@@ -344,7 +344,7 @@ fn run_perplexity(args: PerplexityArgs) -> Result<()> {
 
 fn run_init_tiny(args: InitTinyArgs) -> Result<()> {
     let Some(arch) = Architecture::parse_cli(&args.arch) else {
-        bail!("--arch {:?}: expected llama, qwen2, qwen3 or gemma3", args.arch);
+        bail!("--arch {:?}: expected llama, qwen2, qwen3, gemma3, deepseek_v2 or deepseek_v3", args.arch);
     };
     let mut spec = match args.preset {
         Preset::Tiny => TinySpec::tiny(arch),

@@ -222,6 +222,11 @@ impl Rotary {
             }
             _ => &self.inv_freq,
         };
+        // YaRN scales cos and sin (so q·k of the rotated part) by its attention factor
+        let magnitude = match self.scaling {
+            RopeScaling::Yarn { attention_factor, .. } => attention_factor as f32,
+            _ => 1.0,
+        };
         let half = self.head_dim / 2;
         let mut cos = Vec::with_capacity(positions.len() * self.head_dim);
         let mut sin = Vec::with_capacity(positions.len() * self.head_dim);
@@ -230,8 +235,8 @@ impl Rotary {
             for _ in 0..2 {
                 for f in &inv_freq[..half] {
                     let angle = p as f32 * f;
-                    cos.push(angle.cos());
-                    sin.push(angle.sin());
+                    cos.push(angle.cos() * magnitude);
+                    sin.push(angle.sin() * magnitude);
                 }
             }
         }
@@ -250,6 +255,34 @@ fn inverse_frequencies(head_dim: usize, base: f64, scaling: &RopeScaling) -> Vec
     match *scaling {
         RopeScaling::None | RopeScaling::Dynamic { .. } => base_freq,
         RopeScaling::Linear { factor } => base_freq.iter().map(|f| f / factor as f32).collect(),
+        RopeScaling::Yarn { factor, original_max_position_embeddings, beta_fast, beta_slow, truncate, .. } => {
+            // transformers `_compute_yarn_parameters`: the correction range in f64, the blend in f32
+            let dim = head_dim as f64;
+            let correction_dim =
+                |rotations: f64| dim * (original_max_position_embeddings as f64 / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * base.ln());
+            let (mut low, mut high) = (correction_dim(beta_fast), correction_dim(beta_slow));
+            if truncate {
+                low = low.floor();
+                high = high.ceil();
+            }
+            let (low, mut high) = (low.max(0.0) as f32, high.min(dim - 1.0) as f32);
+            if low == high {
+                high += 0.001; // as transformers: no division by zero
+            }
+            let factor = factor as f32;
+            base_freq
+                .iter()
+                .enumerate()
+                .map(|(i, &extrapolation)| {
+                    // base_freq is 1 / base^(2i/d); transformers divides by factor * base^(2i/d)
+                    let pos_freq = 1.0 / extrapolation;
+                    let interpolation = 1.0 / (factor * pos_freq);
+                    let ramp = ((i as f32 - low) / (high - low)).clamp(0.0, 1.0);
+                    let extrapolation_factor = 1.0 - ramp;
+                    interpolation * (1.0 - extrapolation_factor) + extrapolation * extrapolation_factor
+                })
+                .collect()
+        }
         RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
             let old = original_max_position_embeddings as f32;
             let (factor, low, high) = (factor as f32, low_freq_factor as f32, high_freq_factor as f32);
@@ -281,6 +314,25 @@ pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4>
     let x2 = x.clone().slice([0..b, 0..h, 0..s, d / 2..d]);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
     x * cos.clone() + rotated * sin.clone()
+}
+
+/// Rotary embedding on interleaved pairs (x0, x1), (x2, x3)…, each pair turned by one frequency,
+/// written back de-interleaved: `cat(x_even·cos − x_odd·sin, x_odd·cos + x_even·sin)`
+/// (transformers' `apply_rotary_pos_emb_interleave`, DeepSeek's layout). cos/sin are the usual
+/// `cat(freqs, freqs)` tables; their first half holds each pair's angle.
+/// x: [b, heads, s, d]; cos/sin: [b, 1, s, d]
+pub fn apply_rotary_interleaved(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let [b, h, s, d] = x.dims();
+    let half = d / 2;
+    let cos = cos.clone().slice([0..b, 0..1, 0..s, 0..half]); // [b, 1, s, d/2]
+    let sin = sin.clone().slice([0..b, 0..1, 0..s, 0..half]);
+    let pairs = x.reshape([b, h, s, half, 2]);
+    let even = pairs.clone().slice([0..b, 0..h, 0..s, 0..half, 0..1]).reshape([b, h, s, half]);
+    let odd = pairs.slice([0..b, 0..h, 0..s, 0..half, 1..2]).reshape([b, h, s, half]);
+    Tensor::cat(
+        vec![even.clone() * cos.clone() - odd.clone() * sin.clone(), odd * cos + even * sin],
+        3,
+    )
 }
 
 /// Additive causal mask for `s` new queries attending to `past + s` keys: [1, 1, s, past + s],

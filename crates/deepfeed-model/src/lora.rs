@@ -16,6 +16,23 @@ use crate::error::{ModelError, Result};
 /// Module names LoRA can target in the Llama-family decoder.
 pub const LINEAR_MODULES: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
+/// Module names LoRA can target in DeepSeek-V2/V3's decoder: the latent-attention projections
+/// (`q_proj` when the query is not compressed, else `q_a_proj` + `q_b_proj`) and the SwiGLU
+/// projections of the dense layers, of every routed expert (`mlp.experts.E.gate_proj`) and of
+/// the shared experts. As in PEFT a name matches every module whose path ends with it; the
+/// routers (`mlp.gate`) are not linears and are never adapted.
+pub const DEEPSEEK_LINEAR_MODULES: [&str; 9] =
+    ["q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+/// Every module name some architecture has; `all-linear` expands to these (a name the loaded
+/// architecture lacks adapts nothing, and the saved adapter lists only the adapted ones).
+fn known_modules() -> Vec<&'static str> {
+    let mut all: Vec<&str> = LINEAR_MODULES.iter().chain(DEEPSEEK_LINEAR_MODULES.iter()).copied().collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
 /// The LoRA hyper-parameters, with PEFT's field names (`adapter_config.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoraConfig {
@@ -54,20 +71,18 @@ impl LoraConfig {
         if !(0.0..1.0).contains(&self.lora_dropout) {
             return Err(ModelError::Invalid(format!("lora.dropout must be in [0, 1), found {}", self.lora_dropout)));
         }
+        let known = known_modules();
         if self.target_modules.is_empty() {
-            return Err(ModelError::Invalid(format!("lora.target_modules is empty; choose from {} or all-linear", LINEAR_MODULES.join(", "))));
+            return Err(ModelError::Invalid(format!("lora.target_modules is empty; choose from {} or all-linear", known.join(", "))));
         }
         let mut out = Vec::new();
         for t in &self.target_modules {
             if t == "all-linear" {
-                out.extend(LINEAR_MODULES.iter().map(|s| s.to_string()));
-            } else if LINEAR_MODULES.contains(&t.as_str()) {
+                out.extend(known.iter().map(|s| s.to_string()));
+            } else if known.contains(&t.as_str()) {
                 out.push(t.clone());
             } else {
-                return Err(ModelError::Invalid(format!(
-                    "unknown LoRA target module {t:?}; choose from {} or all-linear",
-                    LINEAR_MODULES.join(", ")
-                )));
+                return Err(ModelError::Invalid(format!("unknown LoRA target module {t:?}; choose from {} or all-linear", known.join(", "))));
             }
         }
         out.sort();

@@ -181,7 +181,11 @@ impl Model {
         if tensors.is_empty() {
             return Err(ModelError::Invalid("the model has no LoRA adapter to save".into()));
         }
+        // the module names actually adapted (`all-linear` names every architecture's modules)
         let mut targets: Vec<String> = cfg.resolved_targets()?;
+        let adapted: Vec<String> =
+            self.network.linears_mut().into_iter().filter(|(_, l)| l.lora.is_some()).map(|(n, _)| short_name(&n).to_string()).collect();
+        targets.retain(|t| adapted.contains(t));
         targets.sort();
         let config = json!({
             "peft_type": "LORA",

@@ -66,8 +66,8 @@ impl Sequence {
             prefill_secs: 0.0,
             decode_started: None,
             decode_secs: 0.0,
-            // keys and values (2) of every layer, f32 (4 bytes)
-            kv_bytes_per_token: 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4,
+            // keys and values of every layer, f32 (4 bytes)
+            kv_bytes_per_token: c.num_hidden_layers * c.kv_values_per_token_per_layer() * 4,
         })
     }
 

@@ -68,6 +68,77 @@ impl TinySpec {
     }
 }
 
+/// The DeepSeek-V2/V3 sizes of a tiny model, derived from the spec: head_dim = hidden / heads
+/// for the no-rope query/key part and the values, 8 rope dims, latent rank hidden / 2, query
+/// rank 3·hidden / 4 for V2 (V3: no query compression), 8 routed experts (top-2, 1 shared) of
+/// width intermediate / 4; layer 0 dense, the others MoE.
+struct TinyDeepseek {
+    heads: usize,
+    q_lora_rank: Option<usize>,
+    kv_lora_rank: usize,
+    nope: usize,
+    rope: usize,
+    v: usize,
+    experts: usize,
+    moe_intermediate: usize,
+    v3: bool,
+}
+
+impl TinyDeepseek {
+    fn new(spec: &TinySpec) -> Self {
+        let (h, heads) = (spec.hidden_size, spec.num_attention_heads);
+        let v3 = spec.architecture == Architecture::DeepseekV3;
+        TinyDeepseek {
+            heads,
+            q_lora_rank: (!v3).then_some(3 * h / 4),
+            kv_lora_rank: h / 2,
+            nope: h / heads,
+            rope: 8,
+            v: h / heads,
+            experts: 8,
+            moe_intermediate: (spec.intermediate_size / 4).max(1),
+            v3,
+        }
+    }
+
+    /// Adds one decoder layer's tensors, named and shaped as transformers saves them.
+    fn add_layer(&self, p: &str, layer: usize, h: usize, i: usize, add: &mut dyn FnMut(String, Vec<usize>, &str)) {
+        let dq = self.nope + self.rope;
+        let a = format!("{p}.self_attn");
+        match self.q_lora_rank {
+            Some(rq) => {
+                add(format!("{a}.q_a_proj.weight"), vec![rq, h], "normal");
+                add(format!("{a}.q_a_layernorm.weight"), vec![rq], "ones");
+                add(format!("{a}.q_b_proj.weight"), vec![self.heads * dq, rq], "normal");
+            }
+            None => add(format!("{a}.q_proj.weight"), vec![self.heads * dq, h], "normal"),
+        }
+        add(format!("{a}.kv_a_proj_with_mqa.weight"), vec![self.kv_lora_rank + self.rope, h], "normal");
+        add(format!("{a}.kv_a_layernorm.weight"), vec![self.kv_lora_rank], "ones");
+        add(format!("{a}.kv_b_proj.weight"), vec![self.heads * (self.nope + self.v), self.kv_lora_rank], "normal");
+        add(format!("{a}.o_proj.weight"), vec![h, self.heads * self.v], "normal");
+        let mut mlp = |prefix: String, width: usize| {
+            for (name, out_f, in_f) in [("gate_proj", width, h), ("up_proj", width, h), ("down_proj", h, width)] {
+                add(format!("{prefix}.{name}.weight"), vec![out_f, in_f], "normal");
+            }
+        };
+        if layer == 0 {
+            mlp(format!("{p}.mlp"), i);
+        } else {
+            for e in 0..self.experts {
+                mlp(format!("{p}.mlp.experts.{e}"), self.moe_intermediate);
+            }
+            mlp(format!("{p}.mlp.shared_experts"), self.moe_intermediate);
+            add(format!("{p}.mlp.gate.weight"), vec![self.experts, h], "normal");
+            if self.v3 {
+                add(format!("{p}.mlp.gate.e_score_correction_bias"), vec![self.experts], "zeros");
+            }
+        }
+        add(format!("{p}.input_layernorm.weight"), vec![h], "ones");
+        add(format!("{p}.post_attention_layernorm.weight"), vec![h], "ones");
+    }
+}
+
 /// Normal(0, std) from a seeded RNG (Box-Muller; rand itself ships no normal distribution).
 fn normal(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
     (0..n)
@@ -136,6 +207,38 @@ pub fn write_tiny_model(spec: &TinySpec, out: &Path) -> Result<()> {
         config["attention_bias"] = json!(false);
         config["mlp_bias"] = json!(false);
     }
+    let ds = TinyDeepseek::new(spec);
+    if a.is_deepseek() {
+        let c = config.as_object_mut().expect("object");
+        c.insert("num_key_value_heads".into(), json!(spec.num_attention_heads));
+        c.insert("head_dim".into(), json!(ds.rope));
+        c.insert("q_lora_rank".into(), json!(ds.q_lora_rank));
+        c.insert("kv_lora_rank".into(), json!(ds.kv_lora_rank));
+        c.insert("qk_nope_head_dim".into(), json!(ds.nope));
+        c.insert("qk_rope_head_dim".into(), json!(ds.rope));
+        c.insert("v_head_dim".into(), json!(ds.v));
+        c.insert("n_routed_experts".into(), json!(ds.experts));
+        c.insert("n_shared_experts".into(), json!(1));
+        c.insert("num_experts_per_tok".into(), json!(2));
+        c.insert("moe_intermediate_size".into(), json!(ds.moe_intermediate));
+        c.insert("first_k_dense_replace".into(), json!(1));
+        c.insert("moe_layer_freq".into(), json!(1));
+        c.insert("attention_bias".into(), json!(false));
+        c.insert("rope_theta".into(), json!(10000.0));
+        if a == Architecture::DeepseekV3 {
+            c.insert("topk_method".into(), json!("noaux_tc"));
+            c.insert("n_group".into(), json!(2));
+            c.insert("topk_group".into(), json!(1));
+            c.insert("norm_topk_prob".into(), json!(true));
+            c.insert("routed_scaling_factor".into(), json!(2.5));
+            c.insert("rope_interleave".into(), json!(true));
+        } else {
+            c.insert("topk_method".into(), json!("greedy"));
+            c.insert("norm_topk_prob".into(), json!(false));
+            c.insert("routed_scaling_factor".into(), json!(1.0));
+            c.insert("mlp_bias".into(), json!(false));
+        }
+    }
     let gemma = a == Architecture::Gemma3;
     if gemma {
         // every 6th layer (and the last one of a shorter model) is a global layer
@@ -172,6 +275,10 @@ pub fn write_tiny_model(spec: &TinySpec, out: &Path) -> Result<()> {
     add("model.embed_tokens.weight".into(), vec![vocab_size, h], "normal", &mut rng);
     for l in 0..spec.num_hidden_layers {
         let p = format!("model.layers.{l}");
+        if a.is_deepseek() {
+            ds.add_layer(&p, l, h, i, &mut |name, shape, init| add(name, shape, init, &mut rng));
+            continue;
+        }
         for (name, out_f, in_f) in [("q_proj", q, h), ("k_proj", kv, h), ("v_proj", kv, h), ("o_proj", h, q)] {
             add(format!("{p}.self_attn.{name}.weight"), vec![out_f, in_f], "normal", &mut rng);
             if a == Architecture::Qwen2 && name != "o_proj" {

@@ -22,6 +22,7 @@ fn write_gguf(dir: &Path, model: &Model, out: &Path) {
         Architecture::Qwen2 => "qwen2",
         Architecture::Qwen3 => "qwen3",
         Architecture::Gemma3 => "gemma3",
+        Architecture::DeepseekV2 | Architecture::DeepseekV3 => panic!("no GGUF layout for DeepSeek in these tests"),
     };
     let mut w = GgufWriter::new();
     w.set_str("general.architecture", arch);

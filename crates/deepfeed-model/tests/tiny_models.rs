@@ -9,7 +9,7 @@ use deepfeed_model::{Architecture, ChatMessage, Model};
 
 #[test]
 fn every_architecture_generates() {
-    for arch in [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Gemma3] {
+    for arch in [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Gemma3, Architecture::DeepseekV2, Architecture::DeepseekV3] {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("m");
         let spec = TinySpec { tie_word_embeddings: matches!(arch, Architecture::Qwen3 | Architecture::Gemma3), ..TinySpec::tiny(arch) };
@@ -27,6 +27,39 @@ fn every_architecture_generates() {
         // seeded sampling is reproducible
         let again = generate(&model, &ids, &opts, &mut |_| {}).unwrap();
         assert_eq!(again.token_ids, g.token_ids);
+    }
+}
+
+/// A tiny DeepSeek model: the config resolves its latent-attention / MoE sizes, the parameter
+/// count of the config equals the tensors loaded, and a config missing an MoE field is refused
+/// with the field's name.
+#[test]
+fn tiny_deepseek_config_and_errors() {
+    for arch in [Architecture::DeepseekV2, Architecture::DeepseekV3] {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("m");
+        write_tiny_model(&TinySpec::tiny(arch), &dir).unwrap();
+        let mut model = Model::load(&dir, &inference_device()).unwrap();
+        let ds = model.config.deepseek.clone().unwrap();
+        assert_eq!((ds.q_lora_rank.is_some(), ds.n_routed_experts, ds.num_experts_per_tok), (arch == Architecture::DeepseekV2, 8, 2));
+        assert_eq!(model.config.head_dim, ds.qk_rope_head_dim);
+        let loaded: usize = model.network.params_mut().iter().map(|(_, p)| p.num_elements()).sum();
+        assert_eq!(loaded, model.config.num_parameters(), "{arch:?}");
+        // experts are linears with PEFT names
+        let names: Vec<String> = model.network.linears_mut().into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&"model.layers.1.mlp.experts.7.down_proj".to_string()), "{names:?}");
+        assert!(names.contains(&"model.layers.1.self_attn.kv_b_proj".to_string()));
+
+        let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        cfg.as_object_mut().unwrap().remove("moe_intermediate_size");
+        std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+        let e = Model::load(&dir, &inference_device()).err().expect("missing field refused").to_string();
+        assert!(e.contains("moe_intermediate_size") && e.contains("missing"), "{e}");
+        cfg["moe_intermediate_size"] = serde_json::json!(16);
+        cfg["quantization_config"] = serde_json::json!({"quant_method": "fp8", "fmt": "e4m3"});
+        std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+        let e = Model::load(&dir, &inference_device()).err().expect("fp8 refused").to_string();
+        assert!(e.contains("quant_method") && e.contains("fp8"), "{e}");
     }
 }
 

@@ -64,6 +64,7 @@ fn trainable(m: &ModelConfig, cfg: &TrainConfig) -> Result<usize> {
     let all = m.num_parameters();
     Ok(match cfg.method {
         Method::Full => all,
+        Method::Lora if m.deepseek.is_some() => deepseek_lora_parameters(m, cfg)?,
         Method::Lora => {
             let shapes = [(h, q), (h, kv), (h, kv), (q, h), (h, i), (h, i), (i, h)]; // (in, out) per LINEAR_MODULES
             let targets = cfg.lora.to_lora_config().resolved_targets()?;
@@ -86,6 +87,44 @@ fn trainable(m: &ModelConfig, cfg: &TrainConfig) -> Result<usize> {
             n
         }
     })
+}
+
+/// LoRA parameters on DeepSeek-V2/V3: r·(in + out) for every adapted projection of every layer
+/// (latent attention, dense MLP or routed + shared experts).
+fn deepseek_lora_parameters(m: &ModelConfig, cfg: &TrainConfig) -> Result<usize> {
+    let ds = m.deepseek.as_ref().expect("checked by the caller");
+    let targets = cfg.lora.to_lora_config().resolved_targets()?;
+    let (h, nh) = (m.hidden_size, m.num_attention_heads);
+    let dq = ds.qk_head_dim();
+    let mut attention: Vec<(&str, usize, usize)> = match ds.q_lora_rank {
+        None => vec![("q_proj", h, nh * dq)],
+        Some(rq) => vec![("q_a_proj", h, rq), ("q_b_proj", rq, nh * dq)],
+    };
+    attention.extend([
+        ("kv_a_proj_with_mqa", h, ds.kv_lora_rank + ds.qk_rope_head_dim),
+        ("kv_b_proj", ds.kv_lora_rank, nh * (ds.qk_nope_head_dim + ds.v_head_dim)),
+        ("o_proj", nh * ds.v_head_dim, h),
+    ]);
+    let adapted = |name: &str| targets.iter().any(|t| t == name);
+    let swiglu = |width: usize| -> usize {
+        [("gate_proj", h, width), ("up_proj", h, width), ("down_proj", width, h)]
+            .iter()
+            .filter(|(name, ..)| adapted(name))
+            .map(|(_, i, o)| cfg.lora.r * (i + o))
+            .sum()
+    };
+    let attention: usize = attention.iter().filter(|(name, ..)| adapted(name)).map(|(_, i, o)| cfg.lora.r * (i + o)).sum();
+    Ok((0..m.num_hidden_layers)
+        .map(|l| {
+            let mlp = if ds.is_moe_layer(l) {
+                ds.n_routed_experts * swiglu(ds.moe_intermediate_size)
+                    + if ds.n_shared_experts > 0 { swiglu(ds.moe_intermediate_size * ds.n_shared_experts) } else { 0 }
+            } else {
+                swiglu(m.intermediate_size)
+            };
+            attention + mlp
+        })
+        .sum())
 }
 
 pub fn estimate(m: &ModelConfig, cfg: &TrainConfig) -> Result<MemoryEstimate> {

@@ -408,3 +408,74 @@ fn lora_trains_gemma3() {
     let b = m.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
     assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4));
 }
+
+/// LoRA on tiny DeepSeek-V2 (compressed query, softmax router) and V3 (q_proj, sigmoid router):
+/// `all-linear` adapts the latent-attention projections and every expert's SwiGLU under their
+/// PEFT names, the loss goes down, and the saved adapter reloads: it changes the base logits and
+/// gives the merged model's.
+#[test]
+fn lora_trains_deepseek() {
+    for arch in [Architecture::DeepseekV2, Architecture::DeepseekV3] {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().join("deepseek");
+        write_tiny_model(&TinySpec { init_std: 0.2, ..TinySpec::tiny(arch) }, &base).unwrap();
+        let cfg = TrainConfig { epochs: 4, model: base, ..setup(d.path()) };
+        let s = train(&cfg, &quiet()).unwrap();
+        let l = losses(&cfg.output_dir);
+        assert!(l[l.len() - 1] < 0.8 * l[0], "{arch:?}: {l:?}");
+
+        let adapter_cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(s.output.join("adapter_config.json")).unwrap()).unwrap();
+        let targets: Vec<&str> = adapter_cfg["target_modules"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let q = if arch == Architecture::DeepseekV2 { vec!["q_a_proj", "q_b_proj"] } else { vec!["q_proj"] };
+        for t in q.iter().chain(&["kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) {
+            assert!(targets.contains(t), "{arch:?}: {t} missing from {targets:?}");
+        }
+        assert!(!targets.contains(&"k_proj"), "{targets:?}");
+        let bytes = std::fs::read(s.output.join("adapter_model.safetensors")).unwrap();
+        let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect();
+        for n in [
+            "base_model.model.model.layers.1.mlp.experts.7.gate_proj.lora_A.weight",
+            "base_model.model.model.layers.1.mlp.shared_experts.down_proj.lora_B.weight",
+            "base_model.model.model.layers.0.mlp.up_proj.lora_A.weight",
+            "base_model.model.model.layers.1.self_attn.kv_b_proj.lora_B.weight",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{arch:?}: {n} not saved");
+        }
+
+        let mut m = Model::load(&cfg.model, &inference_device()).unwrap();
+        let ids = m.tokenizer.encode("What is the code of item 3?", true).unwrap();
+        let base_logits = m.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        m.load_adapter(&s.output).unwrap();
+        let a = m.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        assert!(a.iter().zip(&base_logits).any(|(x, y)| (x - y).abs() > 1e-2), "{arch:?}: the adapter changes nothing");
+        m.merge_adapters();
+        let b = m.logits(&ids).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4), "{arch:?}: reloaded adapter != merged");
+    }
+}
+
+/// Full fine-tuning of a tiny DeepSeek-V3: the loss goes down, the saved model loads, the router
+/// weights were trained (the routing weights are in the graph) and the router's
+/// `e_score_correction_bias`, a buffer in transformers, is saved unchanged.
+#[test]
+fn full_finetuning_trains_deepseek_router() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path().join("deepseek");
+    write_tiny_model(&TinySpec { init_std: 0.2, ..TinySpec::tiny(Architecture::DeepseekV3) }, &base).unwrap();
+    let cfg = TrainConfig { method: Method::Full, epochs: 3, learning_rate: 3e-3, model: base, ..setup(d.path()) };
+    let s = train(&cfg, &quiet()).unwrap();
+    let l = losses(&cfg.output_dir);
+    assert!(l[l.len() - 1] < l[0], "{l:?}");
+    let read = |dir: &Path, name: &str| -> Vec<f32> {
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let t = st.tensor(name).unwrap();
+        assert_eq!(t.dtype(), safetensors::Dtype::F32);
+        t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    };
+    let gate = "model.layers.1.mlp.gate.weight";
+    let bias = "model.layers.1.mlp.gate.e_score_correction_bias";
+    assert_ne!(read(&s.output, gate), read(&cfg.model, gate), "the router was not trained");
+    assert_eq!(read(&s.output, bias), read(&cfg.model, bias));
+    Model::load(&s.output, &inference_device()).unwrap();
+}

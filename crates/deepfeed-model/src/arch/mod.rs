@@ -1,6 +1,7 @@
 //! One file per architecture, each readable next to its transformers reference. [`Network`] is
 //! the one the model directory asked for; callers (generation, perplexity, training, adapters)
 //! go through it.
+pub mod deepseek;
 pub mod gemma3;
 pub mod llama;
 pub mod qwen2;
@@ -14,14 +15,17 @@ use crate::error::Result;
 use crate::layers::{Linear, Rotary};
 use crate::prefix::PrefixTuning;
 use crate::weights::{WeightDType, WeightFiles};
+pub use deepseek::DeepseekForCausalLm;
 pub use gemma3::Gemma3ForCausalLm;
 pub use llama::{KvCache, LlamaForCausalLm, ParamMut};
 
-/// A loaded decoder: Llama (also Qwen2 and Qwen3, which are flags of it) or Gemma 3.
+/// A loaded decoder: Llama (also Qwen2 and Qwen3, which are flags of it), Gemma 3 or
+/// DeepSeek-V2/V3 (one decoder, V3 a flag set of V2).
 #[derive(Module, Debug)]
 pub enum Network {
     Llama(LlamaForCausalLm),
     Gemma3(Gemma3ForCausalLm),
+    Deepseek(DeepseekForCausalLm),
 }
 
 impl Network {
@@ -29,6 +33,7 @@ impl Network {
         Ok(match cfg.architecture {
             Architecture::Gemma3 => Network::Gemma3(Gemma3ForCausalLm::load(w, cfg, device, dt)?),
             Architecture::Llama | Architecture::Qwen2 | Architecture::Qwen3 => Network::Llama(LlamaForCausalLm::load(w, cfg, device, dt)?),
+            Architecture::DeepseekV2 | Architecture::DeepseekV3 => Network::Deepseek(DeepseekForCausalLm::load(w, cfg, device, dt)?),
         })
     }
 
@@ -45,6 +50,7 @@ impl Network {
         match self {
             Network::Llama(n) => n.forward_hidden(ids, rotary, positions, mask, cache),
             Network::Gemma3(n) => n.forward_hidden(ids, rotary, positions, mask, cache),
+            Network::Deepseek(n) => n.forward_hidden(ids, rotary, positions, mask, cache),
         }
     }
 
@@ -53,6 +59,7 @@ impl Network {
         match self {
             Network::Llama(n) => n.logits(hidden),
             Network::Gemma3(n) => n.logits(hidden),
+            Network::Deepseek(n) => n.logits(hidden),
         }
     }
 
@@ -61,6 +68,7 @@ impl Network {
         match self {
             Network::Llama(n) => n.linears_mut(),
             Network::Gemma3(n) => n.linears_mut(),
+            Network::Deepseek(n) => n.linears_mut(),
         }
     }
 
@@ -69,6 +77,7 @@ impl Network {
         match self {
             Network::Llama(n) => n.params_mut(),
             Network::Gemma3(n) => n.params_mut(),
+            Network::Deepseek(n) => n.params_mut(),
         }
     }
 
@@ -78,6 +87,7 @@ impl Network {
         let (embedding, head) = match self {
             Network::Llama(n) => (&n.embed_tokens.weight, n.lm_head.as_ref().map(|h| &h.weight)),
             Network::Gemma3(n) => (&n.embed_tokens.weight, n.lm_head.as_ref().map(|h| &h.weight)),
+            Network::Deepseek(n) => (&n.embed_tokens.weight, n.lm_head.as_ref().map(|h| &h.weight)),
         };
         let count = |w: &crate::layers::MatrixWeight| if w.is_quantized() { w.dims().iter().product() } else { 0 };
         let outer = count(embedding) + head.map_or(0, count);
@@ -89,14 +99,16 @@ impl Network {
         match self {
             Network::Llama(n) => n.lm_head.as_ref(),
             Network::Gemma3(n) => n.lm_head.as_ref(),
+            Network::Deepseek(n) => n.lm_head.as_ref(),
         }
     }
 
-    /// The prefix-tuning adapter, when one is attached (Llama family only).
+    /// The prefix-tuning adapter, when one is attached (Llama family only; DeepSeek's latent
+    /// attention has no per-head key/value projections to prefix).
     pub fn prefix(&self) -> Option<&PrefixTuning> {
         match self {
             Network::Llama(n) => n.prefix.as_ref(),
-            Network::Gemma3(_) => None,
+            Network::Gemma3(_) | Network::Deepseek(_) => None,
         }
     }
 
@@ -104,7 +116,7 @@ impl Network {
     pub fn prefix_slot(&mut self) -> Option<&mut Option<PrefixTuning>> {
         match self {
             Network::Llama(n) => Some(&mut n.prefix),
-            Network::Gemma3(_) => None,
+            Network::Gemma3(_) | Network::Deepseek(_) => None,
         }
     }
 }

@@ -43,6 +43,18 @@ pub fn gguf_arch(cfg: &ModelConfig) -> &'static str {
     }
 }
 
+/// DeepSeek-V2/V3 would need llama.cpp's `deepseek2` layout (split kv_b_proj, stacked experts),
+/// which the exporter does not write.
+fn refuse_deepseek(cfg: &ModelConfig) -> Result<()> {
+    if cfg.architecture.is_deepseek() {
+        return Err(ModelError::Invalid(format!(
+            "GGUF export of {} (llama.cpp `deepseek2`) is not supported; export the merged model with save_pretrained and convert it with llama.cpp's convert_hf_to_gguf.py",
+            cfg.architecture.hf_name()
+        )));
+    }
+    Ok(())
+}
+
 /// llama.cpp's token types (`enum llama_token_type`).
 pub mod token_type {
     pub const NORMAL: i32 = 1;
@@ -170,6 +182,7 @@ pub fn hf_chat_template(dir: &Path) -> Result<Option<String>> {
 /// reads them.
 pub fn model_metadata(model: &Model, ft: FileType) -> Result<GgufWriter> {
     let cfg = &model.config;
+    refuse_deepseek(cfg)?;
     let arch = gguf_arch(cfg);
     let mut w = GgufWriter::new();
     w.set_str("general.architecture", arch);
@@ -207,6 +220,9 @@ pub fn model_metadata(model: &Model, ft: FileType) -> Result<GgufWriter> {
             return Err(ModelError::Invalid(
                 "dynamic NTK rope scaling has no llama.cpp equivalent; cannot export this model to GGUF".into(),
             ))
+        }
+        RopeScaling::Yarn { .. } => {
+            return Err(ModelError::Invalid("GGUF export of a model with YaRN rope scaling is not supported".into()))
         }
     }
 
@@ -342,6 +358,7 @@ impl BaseInfo {
     /// From a Hugging Face model directory (config.json + safetensors headers; no weights read).
     pub fn from_hf_dir(dir: &Path) -> Result<BaseInfo> {
         let cfg = ModelConfig::from_dir(dir)?;
+        refuse_deepseek(&cfg)?;
         let arch = gguf_arch(&cfg).to_string();
         let weights = WeightFiles::open(dir)?;
         let shapes = weights
