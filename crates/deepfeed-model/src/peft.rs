@@ -59,12 +59,23 @@ impl Model {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut n = 0;
         let device = self.device.clone();
+        let mut present = std::collections::BTreeSet::new();
         for (name, linear) in self.network.linears_mut() {
+            present.insert(short_name(&name).to_string());
             if targets.iter().any(|t| t == short_name(&name)) {
                 let dims = linear.weight.dims();
                 linear.lora = Some(LoraAdapter::init(dims, || linear.weight.dense(&device), &device, cfg, &mut rng));
                 n += 1;
             }
+        }
+        if n == 0 {
+            // the names are checked against every architecture's; this one may have none of them
+            return Err(ModelError::Invalid(format!(
+                "lora.target_modules {:?}: none is a module of this {} model; its linear modules are {}",
+                cfg.target_modules,
+                self.config.architecture.hf_name(),
+                present.into_iter().collect::<Vec<_>>().join(", ")
+            )));
         }
         Ok(n)
     }

@@ -306,6 +306,11 @@ fn bad_inputs_give_clear_errors() {
     let mut c = cfg.clone();
     c.lora.target_modules = vec!["qq_proj".into()];
     assert!(err(c).contains("unknown LoRA target module \"qq_proj\""));
+    // a DeepSeek module name on a Qwen2 model adapts nothing: refused, naming what it has
+    let mut c = cfg.clone();
+    c.lora.target_modules = vec!["kv_b_proj".into()];
+    let e = err(c);
+    assert!(e.contains("none is a module of this Qwen2ForCausalLM model") && e.contains("q_proj, up_proj, v_proj"), "{e}");
 
     let mut c = cfg.clone();
     c.lora.r = 0;
