@@ -335,6 +335,17 @@ pub fn apply_rotary_interleaved(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) 
     )
 }
 
+/// The attention mask of `s` new tokens after `past` cached ones. A given `mask` [b, 1, s, s]
+/// covers the new tokens only: it is widened so that every query also sees the cached positions.
+/// Without one: the causal mask, or none for a single token (it sees everything before it).
+pub fn attention_mask(mask: Option<Tensor<4>>, b: usize, s: usize, past: usize, device: &Device) -> Option<Tensor<4>> {
+    match mask {
+        Some(m) if past > 0 => Some(Tensor::cat(vec![Tensor::zeros([b, 1, s, past], device), m], 3)),
+        Some(m) => Some(m),
+        None => (s > 1).then(|| causal_mask(s, past, device)),
+    }
+}
+
 /// Additive causal mask for `s` new queries attending to `past + s` keys: [1, 1, s, past + s],
 /// 0 where allowed and -inf where a key lies in the query's future.
 pub fn causal_mask(s: usize, past: usize, device: &Device) -> Tensor<4> {

@@ -17,7 +17,7 @@ use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::config::{DeepseekSettings, ModelConfig, TopkMethod};
 use crate::error::{ModelError, Result};
-use crate::layers::{apply_rotary, apply_rotary_interleaved, causal_mask, Embedding, Linear, RmsNorm, Rotary};
+use crate::layers::{apply_rotary, apply_rotary_interleaved, attention_mask, Embedding, Linear, RmsNorm, Rotary};
 use crate::weights::{WeightDType, WeightFiles};
 
 use super::llama::{push_linear, KvCache, ParamMut};
@@ -426,12 +426,7 @@ impl DeepseekForCausalLm {
         let device = ids.device();
         let past = cache.as_ref().map_or(0, |c| c.len);
         let (cos, sin) = rotary.cos_sin(positions, b, &device); // [b, 1, s, dr]
-        // a given mask covers the new tokens only: every query also sees the cached positions
-        let mask = match mask {
-            Some(m) if past > 0 => Some(Tensor::cat(vec![Tensor::zeros([b, 1, s, past], &device), m], 3)),
-            Some(m) => Some(m),
-            None => (s > 1).then(|| causal_mask(s, past, &device)),
-        };
+        let mask = attention_mask(mask, b, s, past, &device);
 
         let mut x = self.embed_tokens.forward(ids); // [b, s, h]
         for (i, layer) in self.layers.iter().enumerate() {

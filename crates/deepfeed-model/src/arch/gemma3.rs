@@ -23,7 +23,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::arch::llama::KvCache;
 use crate::config::{Gemma3Settings, ModelConfig};
 use crate::error::{ModelError, Result};
-use crate::layers::{apply_rotary, causal_mask, sliding_window_mask, Embedding, Linear, Rotary};
+use crate::layers::{apply_rotary, attention_mask, sliding_window_mask, Embedding, Linear, Rotary};
 use crate::weights::{WeightDType, WeightFiles};
 
 /// `Gemma3RMSNorm`: `x / sqrt(mean(x²) + eps) * (1 + weight)` over the last dimension.
@@ -242,11 +242,7 @@ impl Gemma3ForCausalLm {
         let (global_cos, global_sin) = rotary.cos_sin(positions, b, &device);
         let (local_cos, local_sin) = Rotary::unscaled(self.head_dim, self.rope_local_theta).cos_sin(positions, b, &device);
         // full layers: causal (or the given mask, which also sees every cached position)
-        let full_mask = match mask {
-            Some(m) if past > 0 => Some(Tensor::cat(vec![Tensor::zeros([b, 1, s, past], &device), m], 3)),
-            Some(m) => Some(m),
-            None => (s > 1).then(|| causal_mask(s, past, &device)),
-        };
+        let full_mask = attention_mask(mask, b, s, past, &device);
         // sliding layers: the same, minus keys that fell out of the window
         let window = self.layers.iter().find_map(|l| l.sliding_window);
         let sliding_mask = match window {

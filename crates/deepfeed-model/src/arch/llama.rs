@@ -11,7 +11,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{apply_rotary, causal_mask, Embedding, Linear, RmsNorm, Rotary};
+use crate::layers::{apply_rotary, attention_mask, Embedding, Linear, RmsNorm, Rotary};
 use crate::prefix::PrefixTuning;
 use crate::weights::{WeightDType, WeightFiles};
 
@@ -245,13 +245,7 @@ impl LlamaForCausalLm {
         let positions = &shifted[..];
         let past = cache.as_ref().map_or(0, |c| c.len);
         let (cos, sin) = rotary.cos_sin(positions, b, &device);
-        // a given mask covers the new tokens only: every query also sees the cached positions
-        let mask = match mask {
-            Some(m) if past > 0 => Some(Tensor::cat(vec![Tensor::zeros([b, 1, s, past], &device), m], 3)),
-            Some(m) => Some(m),
-            // one new token attends to everything before it: no mask needed
-            None => (s > 1).then(|| causal_mask(s, past, &device)),
-        };
+        let mask = attention_mask(mask, b, s, past, &device);
 
         let mut x = self.embed_tokens.forward(ids); // [b, s, h]
         for (i, layer) in self.layers.iter().enumerate() {
