@@ -26,6 +26,18 @@ pub struct TrainArgs {
     /// method prefix: learned key/value positions per layer
     #[arg(long)]
     num_virtual_tokens: Option<usize>,
+    /// sft (default) or dpo (preference pairs with rejected_text)
+    #[arg(long)]
+    objective: Option<String>,
+    /// objective dpo: strength of the pull towards the reference model (0.1)
+    #[arg(long)]
+    dpo_beta: Option<f64>,
+    /// objective dpo: sigmoid (default) or ipo
+    #[arg(long)]
+    dpo_loss: Option<String>,
+    /// objective dpo, loss sigmoid: probability that a preference label is wrong (0)
+    #[arg(long)]
+    dpo_label_smoothing: Option<f64>,
     /// Continue training this PEFT adapter
     #[arg(long)]
     adapter: Option<PathBuf>,
@@ -149,6 +161,10 @@ impl TrainArgs {
         put("method", self.method.as_ref().map(|x| json!(x)));
         put("adapter", self.adapter.as_ref().map(|x| json!(x)));
         put("prefix.num_virtual_tokens", self.num_virtual_tokens.map(|x| json!(x)));
+        put("objective", self.objective.as_ref().map(|x| json!(x)));
+        put("dpo.beta", self.dpo_beta.map(|x| json!(x)));
+        put("dpo.loss", self.dpo_loss.as_ref().map(|x| json!(x)));
+        put("dpo.label_smoothing", self.dpo_label_smoothing.map(|x| json!(x)));
         put("lora.r", self.lora_r.map(|x| json!(x)));
         put("lora.alpha", self.lora_alpha.map(|x| json!(x)));
         put("lora.dropout", self.lora_dropout.map(|x| json!(x)));

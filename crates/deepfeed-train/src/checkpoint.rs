@@ -25,6 +25,10 @@ pub struct TrainerState {
     pub optimizer_t: u64,
     /// The settings that must not change across a resume, as JSON.
     pub fingerprint: serde_json::Value,
+    /// DPO: the reference model's summed answer log-probs [chosen, rejected] of every training
+    /// pair, then every validation pair (computed once, before the first step).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_logps: Vec<[f64; 2]>,
 }
 
 pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {

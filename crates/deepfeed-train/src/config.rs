@@ -65,6 +65,51 @@ impl LoraSection {
     }
 }
 
+/// What the training minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// Supervised fine-tuning: NLL of the answer tokens.
+    #[default]
+    Sft,
+    /// Direct preference optimisation on `rejected_text` pairs (see the `dpo` section).
+    Dpo,
+}
+
+/// The DPO loss per pair, as TRL's `loss_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DpoLoss {
+    /// `-logsigmoid(beta·h)` with label smoothing (the DPO paper, TRL's default).
+    #[default]
+    Sigmoid,
+    /// `(h - 1/(2·beta))²` (IPO, Azar et al. 2023).
+    Ipo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpoSection {
+    /// Strength of the pull towards the reference model.
+    #[serde(default = "d_dpo_beta")]
+    pub beta: f64,
+    #[serde(default)]
+    pub loss: DpoLoss,
+    /// Probability that a preference label is flipped (conservative DPO); sigmoid loss only.
+    #[serde(default)]
+    pub label_smoothing: f64,
+}
+
+impl Default for DpoSection {
+    fn default() -> Self {
+        DpoSection { beta: d_dpo_beta(), loss: DpoLoss::Sigmoid, label_smoothing: 0.0 }
+    }
+}
+
+fn d_dpo_beta() -> f64 {
+    0.1
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrefixSection {
@@ -154,6 +199,11 @@ pub struct TrainConfig {
     pub output_dir: PathBuf,
     #[serde(default = "d_method")]
     pub method: Method,
+    /// `sft` (default) or `dpo` (every record a preference pair).
+    #[serde(default)]
+    pub objective: Objective,
+    #[serde(default)]
+    pub dpo: DpoSection,
     /// Continue training this PEFT adapter instead of starting a new one (method lora).
     #[serde(default)]
     pub adapter: Option<PathBuf>,
@@ -299,6 +349,20 @@ impl TrainConfig {
         }
         if self.adapter.is_some() && !matches!(self.method, Method::Lora | Method::Prefix) {
             return bad("`adapter` (continue a PEFT adapter) needs method: lora or prefix".into());
+        }
+        if self.objective == Objective::Dpo {
+            if !(self.dpo.beta > 0.0 && self.dpo.beta.is_finite()) {
+                return bad(format!("dpo.beta must be > 0, found {}", self.dpo.beta));
+            }
+            if !(0.0..0.5).contains(&self.dpo.label_smoothing) {
+                return bad(format!("dpo.label_smoothing must be in [0, 0.5), found {}", self.dpo.label_smoothing));
+            }
+            if self.dpo.label_smoothing > 0.0 && self.dpo.loss != DpoLoss::Sigmoid {
+                return bad("dpo.label_smoothing needs dpo.loss: sigmoid".into());
+            }
+            if self.packing {
+                return bad("packing does not apply to objective: dpo (each pair is scored as two whole sequences)".into());
+            }
         }
         if self.method == Method::Prefix && self.prefix.num_virtual_tokens == 0 {
             return bad("prefix.num_virtual_tokens must be at least 1".into());

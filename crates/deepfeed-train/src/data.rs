@@ -197,8 +197,71 @@ pub fn load_dataset(path: &Path, tok: &TextTokenizer, max_seq_len: usize, train_
     Ok(Tokenized { samples, stats })
 }
 
+/// A preference pair for DPO: the same prompt with the chosen and the rejected answer, each a
+/// whole sequence whose answer tokens (and closing EOS) are marked in `train`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairSample {
+    pub chosen: Sample,
+    pub rejected: Sample,
+}
+
+/// Reads and tokenizes a JSONL dataset of preference pairs (`input_text`, `target_text` = the
+/// chosen answer, `rejected_text`). Any other record is an error naming the file and line.
+pub fn load_preference_dataset(path: &Path, tok: &TextTokenizer, max_seq_len: usize, train_on_prompt: bool) -> Result<(Vec<PairSample>, DatasetStats)> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let mut pairs = Vec::new();
+    let mut stats = DatasetStats::default();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| TrainError::Data { path: path.into(), line: n + 1, message };
+        let v: Value = serde_json::from_str(line).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let record = Record::parse(&v).map_err(|e| err(e.to_string()))?;
+        let Record::Pair { input, target, rejected: Some(rejected), .. } = record else {
+            return Err(err(format!(
+                "objective: dpo needs a preference pair (input_text, target_text, rejected_text), found a {} record",
+                match record {
+                    Record::Pair { .. } => "pair without rejected_text",
+                    Record::Chat { .. } => "messages",
+                    Record::Text { .. } => "text",
+                }
+            )));
+        };
+        let mut encode = |answer: &str| -> Result<Sample> {
+            let messages = [ChatMessage::new("user", &input), ChatMessage::new("assistant", answer)];
+            let mut s = encode_messages(tok, &messages).map_err(|e| err(e.to_string()))?;
+            if train_on_prompt {
+                s.train.iter_mut().for_each(|t| *t = true);
+            }
+            if s.ids.len() > max_seq_len {
+                s.ids.truncate(max_seq_len);
+                s.train.truncate(max_seq_len);
+                stats.truncated += 1;
+            }
+            Ok(s)
+        };
+        let (chosen, rejected) = (encode(&target)?, encode(&rejected)?);
+        if chosen.trained_tokens() == 0 || rejected.trained_tokens() == 0 {
+            stats.dropped += 1;
+            continue;
+        }
+        stats.tokens += chosen.ids.len() + rejected.ids.len();
+        pairs.push(PairSample { chosen, rejected });
+    }
+    if pairs.is_empty() {
+        return Err(TrainError::Dataset(format!(
+            "{}: no usable preference pair ({} dropped after truncation to max_seq_len {max_seq_len})",
+            path.display(),
+            stats.dropped
+        )));
+    }
+    stats.samples = pairs.len();
+    Ok((pairs, stats))
+}
+
 /// Splits off a validation set of `fraction` of the samples (at least one when fraction > 0).
-pub fn split(samples: Vec<Sample>, fraction: f64, seed: u64) -> (Vec<Sample>, Vec<Sample>) {
+pub fn split<T>(samples: Vec<T>, fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
     if fraction <= 0.0 || samples.len() < 2 {
         return (samples, vec![]);
     }

@@ -131,7 +131,9 @@ pub fn estimate(m: &ModelConfig, cfg: &TrainConfig) -> Result<MemoryEstimate> {
     let f = 4; // f32 bytes
     let parameters = m.num_parameters();
     let trainable_parameters = trainable(m, cfg)?;
-    let (b, s) = (cfg.batch_size, cfg.max_seq_len);
+    // DPO: each pair is two sequences (chosen and rejected) in one forward
+    let per_item = if cfg.objective == crate::config::Objective::Dpo { 2 } else { 1 };
+    let (b, s) = (cfg.batch_size * per_item, cfg.max_seq_len);
     let (h, i, l) = (m.hidden_size, m.intermediate_size, m.num_hidden_layers);
     let heads = m.num_attention_heads;
     // saved for backward per token and layer: norms, q/k/v, rotary, attention output, MLP

@@ -3,12 +3,13 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod dpo;
 pub mod error;
 pub mod estimate;
 pub mod live;
 pub mod optim;
 pub mod trainer;
 
-pub use config::{Method, TrainConfig};
+pub use config::{Method, Objective, TrainConfig};
 pub use error::{Result, TrainError};
 pub use trainer::{train, Outcome, RunOptions, TrainSummary, INTERRUPTED};

@@ -18,8 +18,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::checkpoint::{self, TrainerState};
-use crate::config::{Method, TrainConfig};
-use crate::data::{epoch_batches, load_dataset, split, Sample};
+use crate::config::{Method, Objective, TrainConfig};
+use crate::data::{epoch_batches, load_dataset, load_preference_dataset, split, PairSample, Sample};
+use crate::dpo::{self, DpoStats};
 use crate::error::{Result, TrainError};
 use crate::optim::{clip_global_norm, learning_rate, AdamW, AdamWConfig};
 
@@ -87,6 +88,18 @@ struct MetricsLine {
     optimizer_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     val_loss: Option<f64>,
+    /// DPO only: fraction of the step's pairs with chosen reward > rejected reward.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reward_accuracy: Option<f64>,
+    /// DPO only: mean chosen reward − rejected reward, reward = beta·(π − ref).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reward_margin: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chosen_reward: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected_reward: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    val_reward_accuracy: Option<f64>,
 }
 
 /// Marks which parameters train for `cfg.method`; returns their names.
@@ -139,6 +152,38 @@ fn set_lora_dropout(model: &mut Model, seed: Option<u64>) {
 /// Sum of the NLL of the trained tokens of `batch` (right-padded), and how many there are.
 /// `network` runs on `device` (autodiff for training, plain for validation).
 pub fn batch_loss(network: &Network, rotary: &Rotary, batch: &[&Sample], pad: u32, device: &Device) -> (Tensor<1>, usize) {
+    let t = trained_token_logps(network, rotary, batch, pad, device);
+    ((t.logp * t.weights).sum().neg(), t.tokens)
+}
+
+/// Summed log-probability of the trained tokens of each sequence of `batch`: [b].
+pub fn sequence_logps(network: &Network, rotary: &Rotary, batch: &[&Sample], pad: u32, device: &Device) -> Tensor<1> {
+    let b = batch.len();
+    let t = trained_token_logps(network, rotary, batch, pad, device);
+    let n = t.rows.len();
+    // [b, n] one-hot of each picked row's sequence, times the [n, 1] log-probs
+    let mut onehot = vec![0.0f32; b * n];
+    for (k, &r) in t.rows.iter().enumerate() {
+        onehot[r / t.per_seq * n + k] = 1.0;
+    }
+    let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [b, n]), device);
+    let weighted = (t.logp * t.weights).reshape([n, 1]);
+    onehot.matmul(weighted).reshape([b])
+}
+
+/// The log-probs of the trained tokens of a right-padded batch, one row each.
+struct TokenLogps {
+    /// log p(target) [n].
+    logp: Tensor<1>,
+    /// 1 for trained rows, 0 for the placeholder row of a batch with nothing trained [n].
+    weights: Tensor<1>,
+    /// Row index into the flattened [b, s-1] predictions (sequence = row / per_seq).
+    rows: Vec<usize>,
+    per_seq: usize,
+    tokens: usize,
+}
+
+fn trained_token_logps(network: &Network, rotary: &Rotary, batch: &[&Sample], pad: u32, device: &Device) -> TokenLogps {
     let b = batch.len();
     let s = batch.iter().map(|x| x.ids.len()).max().unwrap_or(1);
     let mut ids = Vec::with_capacity(b * s);
@@ -178,6 +223,7 @@ pub fn batch_loss(network: &Network, rotary: &Rotary, batch: &[&Sample], pad: u3
         rows.push(0); // nothing trained: one row with weight 0 keeps the graph and shapes valid
     }
     let n = rows.len();
+    let row_idx: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
     let targets: Vec<i32> = rows.iter().map(|&r| targets[r as usize]).collect();
     let weights: Vec<f32> = rows.iter().map(|&r| weights[r as usize]).collect();
     let hidden = hidden.select(0, Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), device)); // [n, h]
@@ -185,7 +231,7 @@ pub fn batch_loss(network: &Network, rotary: &Rotary, batch: &[&Sample], pad: u3
     let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n, 1]), device);
     let weights = Tensor::<1>::from_data(TensorData::new(weights, [n]), device);
     let picked = logp.gather(2, targets).reshape([n]); // log p(target)
-    ((picked * weights).sum().neg(), tokens)
+    TokenLogps { logp: picked, weights, rows: row_idx, per_seq: (s - 1).max(1), tokens }
 }
 
 /// Additive attention mask [b, 1, s, s] for packed rows: causal inside each segment, -inf across
@@ -229,6 +275,7 @@ fn fingerprint(cfg: &TrainConfig, train_samples: usize) -> serde_json::Value {
         "method": cfg.method, "lora": cfg.lora, "freeze": cfg.freeze, "batch_size": cfg.batch_size,
         "grad_accum": cfg.grad_accum, "seed": cfg.seed, "learning_rate": cfg.learning_rate,
         "lr_scheduler": cfg.lr_scheduler, "max_seq_len": cfg.max_seq_len, "train_samples": train_samples,
+        "objective": cfg.objective, "dpo": (cfg.objective == Objective::Dpo).then_some(&cfg.dpo),
     })
 }
 
@@ -299,14 +346,26 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     let pad = model.tokenizer.pad_id.or(model.tokenizer.eos_ids.first().copied()).unwrap_or(0);
 
     // data
-    let data = load_dataset(&cfg.data, &model.tokenizer, cfg.max_seq_len, cfg.train_on_prompt)?;
-    let truncated = data.stats.truncated;
-    let (train_set, val_set) = match &cfg.val_data {
-        Some(p) => (data.samples, load_dataset(p, &model.tokenizer, cfg.max_seq_len, cfg.train_on_prompt)?.samples),
-        None => split(data.samples, cfg.val_split, cfg.seed),
+    let is_dpo = cfg.objective == Objective::Dpo;
+    let (train_set, val_set, train_pairs, val_pairs, truncated) = if is_dpo {
+        // DPO: pairs only; the SFT sample lists stay empty
+        let (pairs, stats) = load_preference_dataset(&cfg.data, &model.tokenizer, cfg.max_seq_len, cfg.train_on_prompt)?;
+        let (train_pairs, val_pairs) = match &cfg.val_data {
+            Some(p) => (pairs, load_preference_dataset(p, &model.tokenizer, cfg.max_seq_len, cfg.train_on_prompt)?.0),
+            None => split(pairs, cfg.val_split, cfg.seed),
+        };
+        (vec![], vec![], train_pairs, val_pairs, stats.truncated)
+    } else {
+        let data = load_dataset(&cfg.data, &model.tokenizer, cfg.max_seq_len, cfg.train_on_prompt)?;
+        let (train_set, val_set) = match &cfg.val_data {
+            Some(p) => (data.samples, load_dataset(p, &model.tokenizer, cfg.max_seq_len, cfg.train_on_prompt)?.samples),
+            None => split(data.samples, cfg.val_split, cfg.seed),
+        };
+        (train_set, val_set, Vec::<PairSample>::new(), Vec::<PairSample>::new(), data.stats.truncated)
     };
+    let (n_train, n_val) = if is_dpo { (train_pairs.len(), val_pairs.len()) } else { (train_set.len(), val_set.len()) };
     let train_set = if cfg.packing { crate::data::pack(&train_set, cfg.max_seq_len, cfg.seed) } else { train_set };
-    if train_set.is_empty() {
+    if n_train == 0 {
         return Err(TrainError::Dataset(format!("{}: no training sample left after the validation split", cfg.data.display())));
     }
 
@@ -343,8 +402,12 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     }
 
     // schedule
-    let lengths: Vec<usize> = train_set.iter().map(|s| s.ids.len()).collect();
-    let batches_per_epoch = train_set.len().div_ceil(cfg.batch_size);
+    let lengths: Vec<usize> = if is_dpo {
+        train_pairs.iter().map(|p| p.chosen.ids.len().max(p.rejected.ids.len())).collect()
+    } else {
+        train_set.iter().map(|s| s.ids.len()).collect()
+    };
+    let batches_per_epoch = n_train.div_ceil(cfg.batch_size);
     let steps_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);
     let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs);
     let warmup = if cfg.warmup_steps > 0 { cfg.warmup_steps } else { (cfg.warmup_ratio * total_steps as f64).ceil() as usize };
@@ -355,8 +418,16 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut opt = AdamW::new(AdamWConfig { beta1: cfg.adam_beta1, beta2: cfg.adam_beta2, eps: cfg.adam_epsilon, weight_decay: cfg.weight_decay });
     let plain = inference_device();
-    let fp = fingerprint(cfg, train_set.len());
-    let mut state = TrainerState { step: 0, total_steps, best_val_loss: None, evals_without_improvement: 0, optimizer_t: 0, fingerprint: fp.clone() };
+    let fp = fingerprint(cfg, n_train);
+    let mut state = TrainerState {
+        step: 0,
+        total_steps,
+        best_val_loss: None,
+        evals_without_improvement: 0,
+        optimizer_t: 0,
+        fingerprint: fp.clone(),
+        reference_logps: vec![],
+    };
 
     if opts.resume {
         let Some((_, dir)) = checkpoint::list_checkpoints(run_dir).pop() else {
@@ -378,7 +449,22 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             )));
         }
         let _ = std::fs::remove_file(&metrics_path);
+        if is_dpo {
+            // DPO reference: the model as it is before the first step (fresh adapters = the base)
+            set_lora_dropout(&mut model, None);
+            state.reference_logps = dpo::reference_logps(&model, &train_pairs, cfg.batch_size, pad);
+            state.reference_logps.extend(dpo::reference_logps(&model, &val_pairs, cfg.batch_size, pad));
+        }
     }
+    if is_dpo && state.reference_logps.len() != n_train + n_val {
+        return Err(TrainError::Config(format!(
+            "--resume: the checkpoint holds {} DPO reference log-probs, this run has {} pairs",
+            state.reference_logps.len(),
+            n_train + n_val
+        )));
+    }
+    let (train_refs, val_refs) = state.reference_logps.split_at(if is_dpo { n_train } else { 0 });
+    let (train_refs, val_refs) = (train_refs.to_vec(), val_refs.to_vec());
     deepfeed_model::fsutil::write_file_atomically(&run_dir.join("config.yaml"), cfg.to_yaml().as_bytes())?;
 
     // loop
@@ -406,7 +492,13 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             }
             micro.push(epoch_cache.1[m % batches_per_epoch].clone());
         }
-        let step_tokens: usize = micro.iter().flatten().map(|&i| train_set[i].trained_tokens()).sum();
+        let step_tokens: usize = if is_dpo {
+            micro.iter().flatten().map(|&i| train_pairs[i].chosen.trained_tokens() + train_pairs[i].rejected.trained_tokens()).sum()
+        } else {
+            micro.iter().flatten().map(|&i| train_set[i].trained_tokens()).sum()
+        };
+        let step_pairs: usize = micro.iter().map(|m| m.len()).sum();
+        let mut step_dpo = DpoStats::default();
         let t0 = Instant::now();
         let mut loss_sum = 0.0;
         let mut seq_tokens = 0;
@@ -414,12 +506,22 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         let (mut fwd_s, mut bwd_s) = (0.0, 0.0);
         for (k, mb) in micro.iter().enumerate() {
             set_lora_dropout(&mut model, Some(cfg.seed ^ ((step * cfg.grad_accum + k) as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)));
-            let batch: Vec<&Sample> = mb.iter().map(|&i| &train_set[i]).collect();
-            seq_tokens += batch.iter().map(|s| s.ids.len()).sum::<usize>();
             let tf = Instant::now();
-            let (loss, _) = batch_loss(&model.network, &model.rotary, &batch, pad, &device);
-            // normalise by the trained tokens of the whole optimizer step
-            let loss = loss / step_tokens.max(1) as f64;
+            let loss = if is_dpo {
+                let pairs: Vec<&PairSample> = mb.iter().map(|&i| &train_pairs[i]).collect();
+                let refs: Vec<[f64; 2]> = mb.iter().map(|&i| train_refs[i]).collect();
+                seq_tokens += pairs.iter().map(|p| p.chosen.ids.len() + p.rejected.ids.len()).sum::<usize>();
+                let (loss, stats) = dpo::batch_loss(&model.network, &model.rotary, &pairs, &refs, &cfg.dpo, pad, &device);
+                step_dpo.add(&stats);
+                // the mean over the pairs of the whole optimizer step
+                loss / step_pairs.max(1) as f64
+            } else {
+                let batch: Vec<&Sample> = mb.iter().map(|&i| &train_set[i]).collect();
+                seq_tokens += batch.iter().map(|s| s.ids.len()).sum::<usize>();
+                let (loss, _) = batch_loss(&model.network, &model.rotary, &batch, pad, &device);
+                // normalise by the trained tokens of the whole optimizer step
+                loss / step_tokens.max(1) as f64
+            };
             loss_sum += loss.clone().into_scalar::<f32>() as f64;
             fwd_s += tf.elapsed().as_secs_f64();
             let tb = Instant::now();
@@ -470,10 +572,17 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         let tps = seq_tokens as f64 / t0.elapsed().as_secs_f64();
 
         let mut val_loss = None;
+        let mut val_reward_accuracy = None;
         let last_step = state.step == total_steps;
-        if !val_set.is_empty() && (state.step % eval_every == 0 || last_step) {
+        if n_val > 0 && (state.step % eval_every == 0 || last_step) {
             set_lora_dropout(&mut model, None);
-            let v = validation_loss(&model, &val_set, cfg.batch_size, pad);
+            let v = if is_dpo {
+                let stats = dpo::evaluate(&model, &val_pairs, &val_refs, &cfg.dpo, cfg.batch_size, pad);
+                val_reward_accuracy = Some(stats.accuracy());
+                stats.mean_loss()
+            } else {
+                validation_loss(&model, &val_set, cfg.batch_size, pad)
+            };
             val_loss = Some(v);
             if state.best_val_loss.is_none_or(|b| v < b) {
                 state.best_val_loss = Some(v);
@@ -494,6 +603,11 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             backward_ms: bwd_s * 1e3,
             optimizer_ms: opt_s * 1e3,
             val_loss,
+            reward_accuracy: is_dpo.then(|| step_dpo.accuracy()),
+            reward_margin: is_dpo.then(|| step_dpo.margin()),
+            chosen_reward: is_dpo.then(|| step_dpo.chosen_reward / step_dpo.pairs.max(1) as f64),
+            rejected_reward: is_dpo.then(|| step_dpo.rejected_reward / step_dpo.pairs.max(1) as f64),
+            val_reward_accuracy,
         })?;
         if let Some(live) = &opts.live {
             let per_step = started.elapsed().as_secs_f64() / (state.step - first_step) as f64;
@@ -509,7 +623,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             });
         }
         bar.set_position(state.step as u64);
-        let line = format!("loss {loss_sum:.4} lr {lr:.2e} {tps:.0} tok/s{}", val_loss.map_or(String::new(), |v| format!(" val {v:.4}")));
+        let dpo_part = if is_dpo { format!(" acc {:.2} margin {:.4}", step_dpo.accuracy(), step_dpo.margin()) } else { String::new() };
+        let line = format!("loss {loss_sum:.4}{dpo_part} lr {lr:.2e} {tps:.0} tok/s{}", val_loss.map_or(String::new(), |v| format!(" val {v:.4}")));
         if plain_log && (state.step % log_every == 0 || last_step) {
             // no terminal (a log file, CI): a plain line now and then instead of the bar
             eprintln!("step {}/{total_steps} {line}", state.step);
@@ -556,8 +671,8 @@ pub fn train(cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         total_steps,
         final_train_loss: last_loss,
         best_val_loss: state.best_val_loss,
-        train_samples: train_set.len(),
-        val_samples: val_set.len(),
+        train_samples: n_train,
+        val_samples: n_val,
         truncated_samples: truncated,
         trainable_parameters: sizes.0,
         total_parameters: sizes.1,

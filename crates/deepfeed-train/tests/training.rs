@@ -33,6 +33,8 @@ fn setup(dir: &Path) -> TrainConfig {
         data,
         output_dir: dir.join("run"),
         method: Method::Lora,
+        objective: Default::default(),
+        dpo: Default::default(),
         adapter: None,
         lora: LoraSection { r: 16, alpha: 32.0, target_modules: vec!["all-linear".into()], ..Default::default() },
         freeze: Default::default(),
