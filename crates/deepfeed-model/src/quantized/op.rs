@@ -109,7 +109,7 @@ mod tests {
     }
 
     fn values(t: Tensor<2>) -> Vec<f32> {
-        t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+        t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
     }
 
     /// Forward values and the gradient reaching x equal burn's own matmul on the dequantised
