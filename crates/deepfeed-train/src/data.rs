@@ -159,17 +159,24 @@ fn encode_record(tok: &TextTokenizer, v: &Value) -> std::result::Result<Sample, 
     }
 }
 
+/// The non-empty lines of a JSONL file's `text` as (1-based line number, value); a line that is
+/// not JSON is an error naming the file and line.
+fn json_lines<'a>(path: &'a Path, text: &'a str) -> impl Iterator<Item = Result<(usize, Value)>> + 'a {
+    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(move |(n, l)| {
+        serde_json::from_str(l)
+            .map(|v| (n + 1, v))
+            .map_err(|e| TrainError::Data { path: path.into(), line: n + 1, message: format!("not valid JSON: {e}") })
+    })
+}
+
 /// Reads and tokenizes a JSONL dataset. Errors name the file and line.
 pub fn load_dataset(path: &Path, tok: &TextTokenizer, max_seq_len: usize, train_on_prompt: bool) -> Result<Tokenized> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     let mut samples = Vec::new();
     let mut stats = DatasetStats::default();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |message: String| TrainError::Data { path: path.into(), line: n + 1, message };
-        let v: Value = serde_json::from_str(line).map_err(|e| err(format!("not valid JSON: {e}")))?;
+    for item in json_lines(path, &text) {
+        let (line, v) = item?;
+        let err = |message: String| TrainError::Data { path: path.into(), line, message };
         let mut s = encode_record(tok, &v).map_err(err)?;
         if train_on_prompt {
             s.train.iter_mut().for_each(|t| *t = true);
@@ -211,12 +218,9 @@ pub fn load_preference_dataset(path: &Path, tok: &TextTokenizer, max_seq_len: us
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     let mut pairs = Vec::new();
     let mut stats = DatasetStats::default();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |message: String| TrainError::Data { path: path.into(), line: n + 1, message };
-        let v: Value = serde_json::from_str(line).map_err(|e| err(format!("not valid JSON: {e}")))?;
+    for item in json_lines(path, &text) {
+        let (line, v) = item?;
+        let err = |message: String| TrainError::Data { path: path.into(), line, message };
         let record = Record::parse(&v).map_err(|e| err(e.to_string()))?;
         let Record::Pair { input, target, rejected: Some(rejected), .. } = record else {
             return Err(err(format!(

@@ -233,13 +233,14 @@ impl GgufWeights {
         }
         let [rows, cols] = expected;
         let bytes = self.file.tensor_bytes(info)?;
-        let mut blocks = bytes.to_vec();
-        if let Some(heads) = self.permuted_heads(hf) {
-            let row_bytes = bytes.len() / rows.max(1);
-            for (hf_row, gguf_row) in unpermuted_row_order(rows, heads).into_iter().enumerate() {
-                blocks[hf_row * row_bytes..(hf_row + 1) * row_bytes].copy_from_slice(&bytes[gguf_row * row_bytes..(gguf_row + 1) * row_bytes]);
+        // rows in HF order: llama's q/k rows gathered from their GGUF places, others copied as they are
+        let blocks = match self.permuted_heads(hf) {
+            Some(heads) => {
+                let row_bytes = bytes.len() / rows.max(1);
+                unpermuted_row_order(rows, heads).into_iter().flat_map(|g| &bytes[g * row_bytes..(g + 1) * row_bytes]).copied().collect()
             }
-        }
+            None => bytes.to_vec(),
+        };
         let err = |e: ModelError| ModelError::Gguf { path: self.file.path.clone(), message: format!("tensor `{}`: {e}", info.name) };
         QuantizedMatrix::new(ty, rows, cols, blocks).map(Some).map_err(err)
     }
