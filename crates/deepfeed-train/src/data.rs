@@ -193,6 +193,9 @@ pub fn load_dataset(path: &Path, tok: &TextTokenizer, max_seq_len: usize, train_
         stats.tokens += s.ids.len();
         samples.push(s);
     }
+    if samples.is_empty() && stats.dropped == 0 {
+        return Err(TrainError::Dataset(format!("{}: no usable sample: the file holds no records", path.display())));
+    }
     if samples.is_empty() {
         return Err(TrainError::Dataset(format!(
             "{}: no usable sample ({} lines dropped after truncation to max_seq_len {max_seq_len})",
